@@ -1,0 +1,251 @@
+"""Classification metrics with subject-bootstrap confidence intervals, and their plots."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+    roc_curve,
+)
+
+from omics_ml.io import read_json, write_json  # noqa: E402
+
+__all__ = [
+    "METRICS",
+    "aggregate_folds",
+    "bootstrap_metrics",
+    "classification_metrics",
+    "plot_confusion",
+    "plot_roc",
+    "probability_matrix",
+    "write_evaluation",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Metric names, the same in every run; the value says whether higher is better.
+METRICS: dict[str, bool] = {
+    "balanced_accuracy": True,
+    "macro_f1": True,
+    "roc_auc_ovr": True,
+    "log_loss": False,
+}
+
+
+def probability_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> NDArray[np.float64]:
+    """The ``prob_<class>`` columns of a predictions table, in ``classes`` order."""
+    return predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+
+
+def classification_metrics(
+    y_true: Sequence[str], proba: NDArray[np.float64], classes: Sequence[str]
+) -> dict[str, float]:
+    """Balanced accuracy, macro F1, one-vs-rest ROC AUC (macro) and log loss (scikit-learn).
+
+    ROC AUC is NaN when ``y_true`` holds fewer than two classes.
+    """
+    classes = list(classes)
+    y_idx = pd.Categorical(np.asarray(y_true, dtype=str), categories=classes).codes
+    if np.any(y_idx < 0):
+        msg = f"labels {sorted(set(np.asarray(y_true, dtype=str)) - set(classes))} are not among the model's classes {classes}."
+        raise ValueError(msg)
+    pred = proba.argmax(axis=1)
+    present = np.unique(y_idx)
+    out = {
+        "balanced_accuracy": float(balanced_accuracy_score(y_idx, pred)),
+        "macro_f1": float(f1_score(y_idx, pred, average="macro", labels=present)),
+        "log_loss": float(log_loss(y_idx, proba, labels=np.arange(len(classes)))),
+    }
+    if present.size < 2:
+        out["roc_auc_ovr"] = float("nan")
+    elif len(classes) == 2:
+        out["roc_auc_ovr"] = float(roc_auc_score(y_idx, proba[:, 1]))
+    elif present.size == len(classes):
+        out["roc_auc_ovr"] = float(roc_auc_score(y_idx, proba, multi_class="ovr", average="macro"))
+    else:  # some class absent from this resample: average the one-vs-rest AUCs of the present ones
+        out["roc_auc_ovr"] = float(np.mean([roc_auc_score(y_idx == k, proba[:, k]) for k in present]))
+    return {name: out[name] for name in METRICS}
+
+
+def _subject_resample(groups: NDArray[np.object_], rng: np.random.Generator) -> NDArray[np.int64]:
+    """Indices of one bootstrap resample that draws whole subjects with replacement."""
+    order = np.argsort(groups, kind="stable")
+    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    drawn = rng.integers(0, starts.size, size=starts.size)
+    n = counts[drawn]
+    offsets = np.repeat(np.cumsum(n) - n, n)
+    within = np.arange(n.sum()) - offsets
+    return order[np.repeat(starts[drawn], n) + within]
+
+
+def bootstrap_metrics(
+    y_true: Sequence[str],
+    proba: NDArray[np.float64],
+    classes: Sequence[str],
+    *,
+    groups: Sequence[str],
+    n_bootstrap: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Metrics with percentile confidence intervals from resampling subjects.
+
+    Returns
+    -------
+    dict
+        ``{metric: {"estimate", "lower", "upper"}}``; bounds are NaN when ``n_bootstrap`` is 0.
+    """
+    y = np.asarray(y_true, dtype=str)
+    point = classification_metrics(y, proba, classes)
+    rng = np.random.default_rng(seed)
+    groups_arr = np.asarray(groups, dtype=object)
+    draws = np.full((n_bootstrap, len(METRICS)), np.nan)
+    with warnings.catch_warnings():  # a resample may lack a class; its metrics are still defined
+        warnings.simplefilter("ignore", UserWarning)
+        for b in range(n_bootstrap):
+            idx = _subject_resample(groups_arr, rng)
+            values = classification_metrics(y[idx], proba[idx], classes)
+            draws[b] = [values[m] for m in METRICS]
+    alpha = (1.0 - confidence_level) / 2.0
+    result = {}
+    for j, name in enumerate(METRICS):
+        column = draws[:, j][np.isfinite(draws[:, j])]
+        lower, upper = (np.quantile(column, [alpha, 1.0 - alpha]) if column.size else (np.nan, np.nan))
+        result[name] = {"estimate": point[name], "lower": float(lower), "upper": float(upper)}
+    return result
+
+
+def plot_confusion(y_true: Sequence[str], predicted: Sequence[str], classes: Sequence[str],
+                   path: str | os.PathLike[str], *, title: str) -> None:
+    """Confusion-matrix PNG (counts, true classes in rows)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=110)
+    ConfusionMatrixDisplay.from_predictions(
+        np.asarray(y_true, dtype=str), np.asarray(predicted, dtype=str), labels=list(classes),
+        ax=ax, colorbar=False, cmap="Blues",
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_roc(y_true: Sequence[str], proba: NDArray[np.float64], classes: Sequence[str],
+             path: str | os.PathLike[str], *, title: str) -> None:
+    """One-vs-rest ROC curves PNG, one curve per class."""
+    y = np.asarray(y_true, dtype=str)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=110)
+    for k, label in enumerate(classes):
+        positive = y == label
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, proba[:, k])
+        auc = roc_auc_score(positive, proba[:, k])
+        ax.plot(fpr, tpr, label=f"{label} vs rest (AUC {auc:.2f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_evaluation(
+    predictions: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    metrics_out: str | os.PathLike[str],
+    confusion_png: str | os.PathLike[str],
+    roc_png: str | os.PathLike[str],
+    title: str,
+    n_bootstrap: int,
+    confidence_level: float,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics with intervals, written as JSON, plus confusion and ROC plots of a predictions table.
+
+    ``predictions`` needs ``label``, ``subject_id``, ``predicted_class`` and ``prob_<class>``.
+    """
+    proba = probability_matrix(predictions, classes)
+    metrics = bootstrap_metrics(
+        predictions["label"].astype(str).to_numpy(), proba, classes,
+        groups=predictions["subject_id"].astype(str).to_numpy(),
+        n_bootstrap=n_bootstrap, confidence_level=confidence_level, seed=seed,
+    )
+    result = {
+        "title": title,
+        "n_samples": len(predictions),
+        "n_subjects": int(predictions["subject_id"].nunique()),
+        "classes": list(classes),
+        "class_counts": predictions["label"].astype(str).value_counts().reindex(classes, fill_value=0).astype(int).to_dict(),
+        "confidence_level": confidence_level,
+        "n_bootstrap": n_bootstrap,
+        "metrics": metrics,
+        **(extra or {}),
+    }
+    plot_confusion(predictions["label"], predictions["predicted_class"], classes, confusion_png, title=title)
+    plot_roc(predictions["label"], proba, classes, roc_png, title=title)
+    write_json(metrics_out, result)
+    summary = ", ".join(
+        f"{m} {v['estimate']:.3f} [{v['lower']:.3f}, {v['upper']:.3f}]" for m, v in metrics.items()
+    )
+    logger.info("%s: %s", title, summary)
+    return result
+
+
+def aggregate_folds(
+    fold_predictions: Sequence[str | os.PathLike[str]],
+    fold_metrics: Sequence[str | os.PathLike[str]],
+    *,
+    predictions_out: str | os.PathLike[str],
+    metrics_out: str | os.PathLike[str],
+    confusion_png: str | os.PathLike[str],
+    roc_png: str | os.PathLike[str],
+    n_bootstrap: int,
+    confidence_level: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Pool out-of-fold predictions of all outer folds and evaluate them.
+
+    Writes the pooled predictions (Parquet) and ``cv_metrics.json`` holding the pooled metrics with
+    bootstrap intervals, the per-fold metrics and their mean and standard deviation.
+    """
+    frames = [pd.read_parquet(p) for p in fold_predictions]
+    predictions = pd.concat(frames, ignore_index=True)
+    if predictions["sample_id"].duplicated().any():
+        msg = "a sample is predicted by more than one outer fold; the folds overlap."
+        raise ValueError(msg)
+    per_fold = [read_json(p) for p in fold_metrics]
+    classes = per_fold[0]["classes"]
+    fold_values = pd.DataFrame([f["metrics"] for f in per_fold])
+    extra = {
+        "per_fold": per_fold,
+        "fold_mean": fold_values.mean().to_dict(),
+        "fold_sd": fold_values.std(ddof=1).to_dict(),
+    }
+    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{predictions_out}.tmp"
+    predictions.sort_values("sample_id").to_parquet(tmp, index=False)
+    os.replace(tmp, predictions_out)
+    return write_evaluation(
+        predictions, classes, metrics_out=metrics_out, confusion_png=confusion_png, roc_png=roc_png,
+        title="Out-of-fold (cross-validation)", n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level, seed=seed, extra=extra,
+    )

@@ -1,0 +1,91 @@
+"""Join the modalities and the labelled cohort into one AnnData."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import polars as pl
+
+__all__ = ["FEATURE_SEPARATOR", "align_rows", "integrate_modalities", "qualified_names"]
+
+logger = logging.getLogger(__name__)
+
+#: Separates modality and feature in a qualified feature name, e.g. ``mrna:ESR1``.
+FEATURE_SEPARATOR = ":"
+
+
+def qualified_names(modality: str, features: Sequence[str]) -> list[str]:
+    """Feature names qualified by their modality (``modality:feature``)."""
+    return [f"{modality}{FEATURE_SEPARATOR}{f}" for f in features]
+
+
+def align_rows(values: np.ndarray, row_ids: Sequence[str], target_ids: Sequence[str]) -> np.ndarray:
+    """Reorder rows of ``values`` to ``target_ids``; ids absent from ``row_ids`` get NaN rows."""
+    index = pd.Index(row_ids).get_indexer(pd.Index(target_ids))
+    out = np.full((len(target_ids), values.shape[1]), np.nan, dtype=np.float32)
+    present = index >= 0
+    out[present] = values[index[present]]
+    return out
+
+
+def integrate_modalities(
+    cohort: str | os.PathLike[str],
+    modalities: Mapping[str, str | os.PathLike[str]],
+    *,
+    h5ad_out: str | os.PathLike[str],
+) -> ad.AnnData:
+    """Build the integrated AnnData of all samples of the cohort.
+
+    Parameters
+    ----------
+    cohort : path-like
+        Parquet table from the split step (``sample_id``, ``subject_id``, ``label``,
+        ``partition``, ``fold``).
+    modalities : mapping of str to path-like
+        Modality name to the ``.h5ad`` written by the normalise step.
+    h5ad_out : path-like
+        Output file.
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X``: raw float32 values (NaN where a sample lacks a modality), the input of every model;
+        ``layers["normalised"]``: the development-fitted normalisation (for exploration; NaN for
+        features the development filters drop); ``obs``: the cohort plus ``has_<modality>``;
+        ``var``: ``modality``, ``feature`` and ``kept`` (by the development-fitted filters).
+    """
+    obs = pl.read_parquet(cohort).to_pandas().set_index("sample_id")
+    sample_ids = obs.index.tolist()
+    raw_blocks, norm_blocks, var_blocks = [], [], []
+    for name, path in modalities.items():
+        block = ad.read_h5ad(path)
+        raw_blocks.append(align_rows(np.asarray(block.layers["raw"]), block.obs_names, sample_ids))
+        norm_blocks.append(align_rows(np.asarray(block.X), block.obs_names, sample_ids))
+        obs[f"has_{name}"] = pd.Index(sample_ids).isin(block.obs_names)
+        var_blocks.append(
+            pd.DataFrame(
+                {"modality": name, "feature": block.var_names, "kept": block.var["kept"].to_numpy()},
+                index=qualified_names(name, block.var_names.tolist()),
+            )
+        )
+    var = pd.concat(var_blocks)
+    obs["label"] = obs["label"].astype("category")
+    obs["partition"] = obs["partition"].astype("category")
+    obs["fold"] = obs["fold"].astype("Int64")
+    adata = ad.AnnData(
+        X=np.hstack(raw_blocks),
+        obs=obs,
+        var=var,
+        layers={"normalised": np.hstack(norm_blocks)},
+    )
+    adata.uns["modalities"] = list(modalities)
+    tmp = f"{h5ad_out}.tmp"
+    adata.write_h5ad(tmp)
+    os.replace(tmp, h5ad_out)
+    logger.info("integrated %d samples x %d features from %s", adata.n_obs, adata.n_vars, list(modalities))
+    return adata

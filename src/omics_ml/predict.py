@@ -1,0 +1,115 @@
+"""Predict new patients from raw per-modality files with a registered model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from omics_ml.integrate import align_rows, qualified_names
+from omics_ml.io import InputError, read_matrix
+
+__all__ = ["find_input_files", "load_model", "predict_files", "read_raw_inputs"]
+
+logger = logging.getLogger(__name__)
+
+_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+
+def find_input_files(inputs: Sequence[str], modalities: Sequence[str]) -> dict[str, Path]:
+    """Map modality names to files from ``--input`` arguments.
+
+    Each argument is a directory (files named ``<modality>.csv|tsv|txt|parquet``), a
+    ``modality=path`` pair, or a file whose stem is a modality name.
+    """
+    found: dict[str, Path] = {}
+    for item in inputs:
+        name, sep, value = item.partition("=")
+        if sep:
+            if name not in modalities:
+                msg = f"--input {item}: the model has no modality {name!r} (it has {list(modalities)})."
+                raise InputError(msg)
+            found[name] = Path(value)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            for modality in modalities:
+                matches = [path / f"{modality}{s}" for s in _SUFFIXES if (path / f"{modality}{s}").is_file()]
+                if len(matches) > 1:
+                    msg = f"{path}: several files for modality {modality!r}: {[m.name for m in matches]}; keep one."
+                    raise InputError(msg)
+                if matches:
+                    found.setdefault(modality, matches[0])
+        elif path.is_file() and path.stem in modalities:
+            found[path.stem] = path
+        else:
+            msg = (
+                f"--input {item}: not a directory, a modality=path pair, or a file named after one of "
+                f"the model's modalities {list(modalities)}."
+            )
+            raise InputError(msg)
+    if not found:
+        msg = f"no input file found for any of the model's modalities {list(modalities)} in {list(inputs)}."
+        raise InputError(msg)
+    return found
+
+
+def read_raw_inputs(files: Mapping[str, str | os.PathLike[str]], contract: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Read raw per-modality files into the model's input table.
+
+    Parameters
+    ----------
+    files : mapping of str to path-like
+        Modality name to file.
+    contract : mapping
+        Per modality, ``orientation`` and ``id_column`` as in training.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample_id`` then ``modality:feature`` columns; a sample absent from a modality's file
+        has NaN there.
+    """
+    matrices = {}
+    for modality, path in files.items():
+        spec = contract[modality]
+        matrices[modality] = read_matrix(path, orientation=spec.get("orientation", "samples_in_rows"),
+                                         id_column=spec.get("id_column", "sample_id"))
+    sample_ids = list(dict.fromkeys(s for m in matrices.values() for s in m.sample_ids))
+    blocks, columns = [], []
+    for modality, matrix in matrices.items():
+        blocks.append(align_rows(matrix.values, matrix.sample_ids, sample_ids))
+        columns.extend(qualified_names(modality, matrix.feature_names))
+    frame = pd.DataFrame(np.hstack(blocks).astype(np.float64), columns=columns)
+    frame.insert(0, "sample_id", sample_ids)
+    return frame
+
+
+def load_model(model_uri: str, *, tracking_uri: str | None = None) -> Any:
+    """Load a registered model (``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or a path)."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def predict_files(model: Any, inputs: Sequence[str]) -> pd.DataFrame:
+    """Predict every sample found in the raw ``inputs`` with a loaded pyfunc model."""
+    metadata = model.metadata.metadata or {}
+    contract = metadata.get("input_contract")
+    if not contract:
+        msg = "the model has no input_contract in its metadata; it was not logged by omics-ml."
+        raise InputError(msg)
+    files = find_input_files(inputs, list(contract))
+    absent = [m for m in contract if m not in files]
+    if absent:
+        logger.warning("no file for modality %s: predicting without it", ", ".join(absent))
+    frame = read_raw_inputs(files, contract)
+    return model.predict(frame)

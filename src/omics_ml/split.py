@@ -1,0 +1,150 @@
+"""Subject-grouped, outcome-stratified partitions: a locked holdout and K outer folds."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import StratifiedGroupKFold
+
+from omics_ml.io import write_json
+
+__all__ = ["grouped_stratified_split", "make_splits", "permute_labels_by_subject", "write_splits"]
+
+logger = logging.getLogger(__name__)
+
+
+def grouped_stratified_split(
+    labels: np.ndarray, groups: np.ndarray, *, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (kept, held out) with about ``fraction`` of the groups held out.
+
+    All samples of a group land on the same side; classes are stratified as far as the
+    grouping allows (:class:`sklearn.model_selection.StratifiedGroupKFold`).
+
+    Parameters
+    ----------
+    labels, groups : ndarray of shape (n_samples,)
+        Stratification labels and group (subject) ids.
+    fraction : float
+        Fraction to hold out, in (0, 0.5].
+    seed : int
+        Shuffling seed.
+
+    Returns
+    -------
+    kept, held_out : ndarray of int
+        Sorted sample indices.
+    """
+    n_splits = max(2, round(1.0 / fraction))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    kept, held_out = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return np.sort(kept), np.sort(held_out)
+
+
+def permute_labels_by_subject(cohort: pl.DataFrame, *, seed: int) -> pl.DataFrame:
+    """Permute labels across subjects (negative control); a subject's samples keep one label."""
+    subjects = cohort.select("subject_id", "label").unique("subject_id", keep="first", maintain_order=True)
+    rng = np.random.default_rng(seed)
+    shuffled = subjects.with_columns(pl.Series("label", rng.permutation(subjects["label"].to_numpy())))
+    return cohort.drop("label").join(shuffled, on="subject_id", how="left", validate="m:1")
+
+
+def make_splits(
+    cohort: pl.DataFrame,
+    *,
+    holdout_fraction: float,
+    n_splits: int,
+    seed: int,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Partition a cohort into development and locked holdout, then K outer folds.
+
+    Parameters
+    ----------
+    cohort : polars.DataFrame
+        Columns ``sample_id``, ``subject_id``, ``label``.
+    holdout_fraction : float
+        Fraction of subjects in the locked holdout.
+    n_splits : int
+        Outer folds over the development subjects.
+    seed : int
+        Seed of every shuffle.
+
+    Returns
+    -------
+    splits : dict
+        ``development``/``holdout`` sample ids and ``folds`` (``train``/``test`` sample ids).
+    assignment : polars.DataFrame
+        The cohort with ``partition`` (development/holdout) and ``fold`` (outer test fold of a
+        development sample, null for the holdout).
+    """
+    labels = cohort["label"].to_numpy()
+    groups = cohort["subject_id"].to_numpy()
+    samples = np.asarray(cohort["sample_id"].to_list(), dtype=object)
+    dev_idx, hold_idx = grouped_stratified_split(labels, groups, fraction=holdout_fraction, seed=seed)
+    n_dev_subjects = len(np.unique(groups[dev_idx]))
+    if n_dev_subjects < n_splits:
+        msg = f"split.n_splits={n_splits} exceeds the {n_dev_subjects} development subjects; lower split.n_splits."
+        raise ValueError(msg)
+    fold_of = np.full(len(samples), -1, dtype=np.int64)
+    outer = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    folds = []
+    for k, (train, test) in enumerate(outer.split(np.zeros(dev_idx.size), labels[dev_idx], groups[dev_idx])):
+        fold_of[dev_idx[test]] = k
+        folds.append(
+            {
+                "fold": k,
+                "train": samples[dev_idx[np.sort(train)]].tolist(),
+                "test": samples[dev_idx[np.sort(test)]].tolist(),
+            }
+        )
+    splits = {
+        "seed": seed,
+        "holdout_fraction": holdout_fraction,
+        "n_splits": n_splits,
+        "development": samples[dev_idx].tolist(),
+        "holdout": samples[hold_idx].tolist(),
+        "folds": folds,
+    }
+    partition = np.where(np.isin(np.arange(len(samples)), hold_idx), "holdout", "development")
+    assignment = cohort.with_columns(
+        pl.Series("partition", partition),
+        pl.Series("fold", fold_of).replace(-1, None),
+    )
+    return splits, assignment
+
+
+def write_splits(
+    cohort: pl.DataFrame,
+    *,
+    splits_out: str | os.PathLike[str],
+    cohort_out: str | os.PathLike[str],
+    holdout_fraction: float,
+    n_splits: int,
+    seed: int,
+    permute_labels: bool = False,
+) -> dict[str, Any]:
+    """Make the splits and write ``splits.json`` and the labelled cohort table (Parquet).
+
+    The cohort table is the single source of the labels downstream, so the negative control
+    (``permute_labels``) is applied here, before any split.
+    """
+    if permute_labels:
+        logger.warning("negative control: labels permuted across subjects (seed %d)", seed)
+        cohort = permute_labels_by_subject(cohort, seed=seed)
+    splits, assignment = make_splits(
+        cohort, holdout_fraction=holdout_fraction, n_splits=n_splits, seed=seed
+    )
+    splits["permuted_labels"] = permute_labels
+    write_json(splits_out, splits)
+    tmp = f"{cohort_out}.tmp"
+    assignment.write_parquet(tmp)
+    os.replace(tmp, cohort_out)
+    logger.info(
+        "%d development and %d holdout samples; %d outer folds",
+        len(splits["development"]), len(splits["holdout"]), n_splits,
+    )
+    return splits

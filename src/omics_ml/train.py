@@ -1,0 +1,159 @@
+"""Training jobs: one outer fold, and the final model on all development subjects."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from omics_ml.evaluate import classification_metrics, probability_matrix, write_evaluation
+from omics_ml.io import read_json, write_json
+from omics_ml.normalise import ModalityNormaliser
+from omics_ml.pipeline import OmicsPipeline, fit_pipeline
+
+__all__ = ["predictions_table", "train_final", "train_fold"]
+
+logger = logging.getLogger(__name__)
+
+
+def _subset(adata: ad.AnnData, sample_ids: Sequence[str]) -> ad.AnnData:
+    missing = pd.Index(sample_ids).difference(adata.obs_names)
+    if len(missing):
+        msg = f"samples {missing[:5].tolist()} of splits.json are not in the integrated data; rerun the split step."
+        raise ValueError(msg)
+    return adata[list(sample_ids)]
+
+
+def _classes(adata: ad.AnnData) -> list[str]:
+    return sorted(adata.obs["label"].astype(str).unique().tolist())
+
+
+def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFrame:
+    """Predict samples of the integrated data through the raw-input path of the pipeline."""
+    frame = pd.DataFrame(np.asarray(adata.X), columns=adata.var_names, index=adata.obs_names)
+    frame.insert(0, "sample_id", adata.obs_names)
+    predicted = pipeline.predict_frame(frame)
+    predicted.insert(1, "subject_id", adata.obs["subject_id"].astype(str).to_numpy())
+    predicted.insert(2, "label", adata.obs["label"].astype(str).to_numpy())
+    return predicted
+
+
+def _fit(train: ad.AnnData, *, config: Mapping[str, Any], classes: list[str], nthread: int,
+         frozen: Mapping[str, ModalityNormaliser] | None = None) -> OmicsPipeline:
+    return fit_pipeline(
+        np.asarray(train.X), train.var_names.tolist(),
+        train.obs["label"].astype(str).tolist(), train.obs["subject_id"].astype(str).tolist(),
+        modality_specs=config["modalities"], model=config.get("model", {}), classes=classes,
+        seed=int(config.get("seed", 42)), nthread=nthread, frozen_normalisers=frozen,
+    )
+
+
+def train_fold(
+    features: str | os.PathLike[str],
+    splits: str | os.PathLike[str],
+    fold: int,
+    *,
+    config: Mapping[str, Any],
+    nthread: int,
+    model_dir: str | os.PathLike[str],
+    predictions_out: str | os.PathLike[str],
+    metrics_out: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Fit preprocessing and XGBoost on one outer fold's training subjects; predict its test subjects.
+
+    Parameters
+    ----------
+    features : path-like
+        Integrated ``.h5ad`` (raw values in ``X``).
+    splits : path-like
+        ``splits.json``.
+    fold : int
+        Outer fold number.
+    config : mapping
+        The validated pipeline config.
+    nthread : int
+        XGBoost threads.
+    model_dir, predictions_out, metrics_out : path-like
+        Outputs: fitted pipeline, test-subject predictions (Parquet), fold metrics (JSON).
+
+    Returns
+    -------
+    dict
+        The fold's metrics record.
+    """
+    adata = ad.read_h5ad(features)
+    spec = read_json(splits)["folds"][fold]
+    train, test = _subset(adata, spec["train"]), _subset(adata, spec["test"])
+    overlap = set(train.obs["subject_id"]) & set(test.obs["subject_id"])
+    if overlap:
+        msg = f"fold {fold}: subjects {sorted(overlap)[:5]} are on both sides of the split."
+        raise ValueError(msg)
+    classes = _classes(adata)
+    pipeline = _fit(train, config=config, classes=classes, nthread=nthread)
+    pipeline.save(model_dir)
+    predicted = predictions_table(pipeline, test)
+    predicted["fold"] = fold
+    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
+    predicted.to_parquet(predictions_out, index=False)
+    metrics = classification_metrics(predicted["label"], probability_matrix(predicted, classes), classes)
+    record = {
+        "fold": fold,
+        "classes": classes,
+        "n_train_samples": train.n_obs,
+        "n_test_samples": test.n_obs,
+        "n_train_subjects": int(train.obs["subject_id"].nunique()),
+        "n_test_subjects": int(test.obs["subject_id"].nunique()),
+        "n_features_used": len(pipeline.feature_names),
+        "n_rounds": pipeline.info["n_rounds"],
+        "inner_validation_score": pipeline.info["inner_validation_score"],
+        "metrics": metrics,
+    }
+    write_json(metrics_out, record)
+    logger.info("fold %d: %s", fold, {k: round(v, 4) for k, v in metrics.items()})
+    return record
+
+
+def train_final(
+    features: str | os.PathLike[str],
+    splits: str | os.PathLike[str],
+    normaliser_params: Mapping[str, str | os.PathLike[str]],
+    *,
+    config: Mapping[str, Any],
+    nthread: int,
+    model_dir: str | os.PathLike[str],
+    predictions_out: str | os.PathLike[str],
+    metrics_out: str | os.PathLike[str],
+    confusion_png: str | os.PathLike[str],
+    roc_png: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Fit the deployable pipeline on all development subjects; evaluate it once on the holdout.
+
+    The per-modality normalisers are the ones the normalise step fitted on the development
+    subjects (``normaliser_params``), loaded from their JSON, so the registered model carries
+    exactly those parameters.
+    """
+    adata = ad.read_h5ad(features)
+    split = read_json(splits)
+    development, holdout = _subset(adata, split["development"]), _subset(adata, split["holdout"])
+    classes = _classes(adata)
+    frozen = {m: ModalityNormaliser.from_json(read_json(p)["normaliser"]) for m, p in normaliser_params.items()}
+    pipeline = _fit(development, config=config, classes=classes, nthread=nthread, frozen=frozen)
+    pipeline.save(model_dir)
+    predicted = predictions_table(pipeline, holdout)
+    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
+    predicted.to_parquet(predictions_out, index=False)
+    evaluation = config.get("evaluate", {})
+    return write_evaluation(
+        predicted, classes, metrics_out=metrics_out, confusion_png=confusion_png, roc_png=roc_png,
+        title="Locked holdout", n_bootstrap=int(evaluation.get("n_bootstrap", 1000)),
+        confidence_level=float(evaluation.get("confidence_level", 0.95)),
+        seed=int(config.get("seed", 42)),
+        extra={"n_rounds": pipeline.info["n_rounds"], "n_features_used": len(pipeline.feature_names),
+               "n_development_samples": development.n_obs},
+    )

@@ -1,0 +1,584 @@
+"""Validation of the input contract: sample sheet, outcomes and omics matrices.
+
+Every check raises :class:`omics_ml.io.InputError` with a message that names the file, the
+column and the rows or ids at fault, and says how to fix the input. :func:`validate_inputs`
+runs all checks for a config and returns (and optionally writes) a QC summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from omics_ml.io import (
+    InputError,
+    collect_table,
+    file_digest,
+    read_matrix,
+    scan_table,
+    write_json,
+)
+
+__all__ = [
+    "check_modality",
+    "load_cohort",
+    "read_outcomes",
+    "read_sample_sheet",
+    "validate_inputs",
+]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 5
+_ROW = "__row__"
+_ORIENTATIONS = ("samples_in_rows", "features_in_rows")
+_OUTCOME_ID_COLUMNS = ("sample_id", "subject_id")
+_DUPLICATE_HEADER = r"^(.*)_duplicated_\d+$"
+
+
+def _listed(values: pl.Series | list[Any]) -> str:
+    """Format up to five values, with the total count when there are more."""
+    series = values if isinstance(values, pl.Series) else pl.Series(values, dtype=pl.String)
+    shown = series.head(_MAX_LISTED).to_list()
+    more = series.len() - len(shown)
+    return f"{shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _read_text_table(
+    path: Path, *, required: list[str], optional: tuple[str, ...] = (), fix: str
+) -> pl.DataFrame:
+    """Read the ``required`` and present ``optional`` columns of a table as text.
+
+    A 1-based data-row number is added as column ``_ROW``. A missing required column raises
+    :class:`InputError` listing the columns found, followed by ``fix``.
+    """
+    lazy = scan_table(path, all_strings=True)
+    found = _header(path, lazy)
+    missing = [c for c in required if c not in found]
+    if missing:
+        msg = f"{path}: missing column(s) {missing} (found {found}). {fix}"
+        raise InputError(msg)
+    columns = [*dict.fromkeys(required), *(c for c in optional if c in found)]
+    frame = collect_table(lazy.select(pl.col(columns).cast(pl.String)), path)
+    return frame.with_row_index(_ROW, offset=1)
+
+
+def _check_no_null(frame: pl.DataFrame, path: Path, column: str, what: str) -> None:
+    rows = frame.filter(pl.col(column).is_null())[_ROW]
+    if rows.len():
+        msg = (
+            f"{path}: column {column!r} is empty at data row(s) {_listed(rows)}. "
+            f"Every row needs a {what}; fill it in or delete the row."
+        )
+        raise InputError(msg)
+
+
+def read_sample_sheet(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Read and check the sample sheet.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV, TSV or Parquet file with columns ``sample_id`` and ``subject_id`` and optionally
+        ``visit_time`` (numeric) and ``batch``. Other columns are ignored.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``sample_id`` (String), ``subject_id`` (String), and ``visit_time`` (Float64) and
+        ``batch`` (String) where present, in the file's row order.
+
+    Raises
+    ------
+    InputError
+        If an id column is missing, an id is empty, a ``sample_id`` is repeated or a
+        ``visit_time`` is not a finite number.
+    """
+    path = Path(path)
+    frame = _read_text_table(
+        path,
+        required=["sample_id", "subject_id"],
+        optional=("visit_time", "batch"),
+        fix="The sample sheet needs one row per sample with its sample_id and subject_id; "
+        "rename the columns accordingly.",
+    )
+    _check_no_null(frame, path, "sample_id", "sample_id")
+    _check_no_null(frame, path, "subject_id", "subject_id")
+
+    duplicated = frame.filter(pl.col("sample_id").is_duplicated())
+    if duplicated.height:
+        ids = duplicated["sample_id"].unique(maintain_order=True)
+        msg = (
+            f"{path}: duplicate sample_id value(s) {_listed(ids)} in column 'sample_id' "
+            f"(data rows {_listed(duplicated[_ROW])}). Each sample must be listed once; "
+            "give repeated measurements of a subject distinct sample ids and the same subject_id."
+        )
+        raise InputError(msg)
+
+    columns: list[pl.Expr] = [pl.col("sample_id"), pl.col("subject_id")]
+    if "visit_time" in frame.columns:
+        parsed = pl.col("visit_time").cast(pl.Float64, strict=False)
+        bad = frame.filter(
+            pl.col("visit_time").is_not_null() & (parsed.is_null() | ~parsed.is_finite())
+        )
+        if bad.height:
+            first = bad.row(0, named=True)
+            row, value = first[_ROW], first["visit_time"]
+            msg = (
+                f"{path}: column 'visit_time', data row {row} holds {value!r}, which is not a "
+                f"finite number ({bad.height} such row(s)). Write visit times as numbers (e.g. "
+                "days since baseline) and leave unknown ones empty."
+            )
+            raise InputError(msg)
+        columns.append(parsed.alias("visit_time"))
+    if "batch" in frame.columns:
+        columns.append(pl.col("batch"))
+    return frame.select(columns)
+
+
+def read_outcomes(
+    path: str | os.PathLike[str],
+    *,
+    outcome_column: str,
+    id_column: str = "sample_id",
+    samples: pl.DataFrame,
+) -> pl.DataFrame:
+    """Read the outcome table and attach one label to every sample of the sample sheet.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV, TSV or Parquet file with ``id_column`` and ``outcome_column``.
+    outcome_column : str
+        Column holding the label to predict; cast to text.
+    id_column : {"sample_id", "subject_id"}, default="sample_id"
+        Whether the outcome is given per sample or per subject.
+    samples : polars.DataFrame
+        The sample sheet (:func:`read_sample_sheet`), with ``sample_id`` and ``subject_id``.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``sample_id``, ``subject_id`` and ``label`` (String), one row per sample of
+        ``samples`` in its order.
+
+    Raises
+    ------
+    InputError
+        If a column is missing, an id has conflicting outcomes, an id is not in the sample sheet,
+        a sample has no outcome, or the samples of one subject have different outcomes.
+    """
+    path = Path(path)
+    if id_column not in _OUTCOME_ID_COLUMNS:
+        msg = (
+            f"cohort.outcome_id_column is {id_column!r}; it must be 'sample_id' (outcome per "
+            "sample) or 'subject_id' (outcome per subject)."
+        )
+        raise InputError(msg)
+    if outcome_column == id_column:
+        msg = f"{path}: cohort.outcome_column is the id column {id_column!r}; name the label."
+        raise InputError(msg)
+    frame = _read_text_table(
+        path,
+        required=[id_column, outcome_column],
+        fix=f"Set cohort.outcome_column (and cohort.outcome_id_column, now {id_column!r}) in "
+        "config.yaml to the outcome table's columns, or rename the columns.",
+    )
+    _check_no_null(frame, path, id_column, id_column)
+    frame = frame.select(pl.col(id_column), pl.col(outcome_column).alias("label"), pl.col(_ROW))
+
+    conflicting = (
+        frame.filter(pl.col(id_column).is_duplicated())
+        .group_by(id_column, maintain_order=True)
+        .agg(
+            pl.col("label").n_unique().alias("n"),
+            pl.format("{} (row {})", pl.col("label").fill_null("<empty>"), pl.col(_ROW))
+            .str.join(", ")
+            .alias("values"),
+        )
+        .filter(pl.col("n") > 1)
+    )
+    if conflicting.height:
+        details = (
+            conflicting.head(_MAX_LISTED)
+            .select(pl.format("{}: {}", pl.col(id_column), pl.col("values")).str.join("; "))
+            .item()
+        )
+        msg = (
+            f"{path}: {conflicting.height} {id_column} value(s) appear more than once in column "
+            f"{id_column!r} with different {outcome_column!r} values: {details}. "
+            "Keep one row per id with the correct outcome."
+        )
+        raise InputError(msg)
+    frame = frame.unique(subset=id_column, keep="first", maintain_order=True)
+
+    samples = samples.select(pl.col("sample_id", "subject_id").cast(pl.String))
+    sheet_ids = samples[id_column].unique()
+    unknown = frame.filter(~pl.col(id_column).is_in(sheet_ids.implode()))
+    if unknown.height:
+        msg = (
+            f"{path}: {unknown.height} {id_column} value(s) in column {id_column!r} are not in "
+            f"the sample sheet: {_listed(unknown[id_column])} (data rows "
+            f"{_listed(unknown[_ROW])}). Add them to the sample sheet (cohort.samples) or remove "
+            "them from the outcome table."
+        )
+        raise InputError(msg)
+
+    joined = samples.join(frame, on=id_column, how="left", maintain_order="left")
+    no_row = joined.filter(pl.col(_ROW).is_null())
+    if no_row.height:
+        msg = (
+            f"{path}: {no_row.height} sample(s) of the sample sheet have no outcome row "
+            f"(no matching {id_column!r}): sample_id {_listed(no_row['sample_id'])}. Add their "
+            f"{outcome_column!r} to the outcome table or remove them from the sample sheet."
+        )
+        raise InputError(msg)
+    empty = joined.filter(pl.col("label").is_null())
+    if empty.height:
+        msg = (
+            f"{path}: column {outcome_column!r} is empty for {empty.height} sample(s): "
+            f"sample_id {_listed(empty['sample_id'])} (data rows "
+            f"{_listed(empty[_ROW].unique(maintain_order=True))}). Fill in the outcome or remove "
+            "those samples from the sample sheet."
+        )
+        raise InputError(msg)
+
+    subject_conflicts = (
+        joined.group_by("subject_id", maintain_order=True)
+        .agg(
+            pl.col("label").n_unique().alias("n"),
+            pl.format(
+                "'{}' (sample {}, row {})",
+                pl.col("label"),
+                pl.col("sample_id"),
+                pl.col(_ROW),
+            )
+            .str.join(", ")
+            .alias("values"),
+        )
+        .filter(pl.col("n") > 1)
+    )
+    if subject_conflicts.height:
+        details = (
+            subject_conflicts.head(_MAX_LISTED)
+            .select(pl.format("subject {}: {}", pl.col("subject_id"), pl.col("values")))
+            .to_series()
+            .str.join("; ")
+            .item()
+        )
+        msg = (
+            f"{path}: {subject_conflicts.height} subject(s) have conflicting {outcome_column!r} "
+            f"values across their samples: {details}. The label is predicted per subject, so all "
+            "samples of a subject need the same outcome; correct the outcome table, or give the "
+            "samples distinct subject_id values in the sample sheet if they are different subjects."
+        )
+        raise InputError(msg)
+    return joined.select("sample_id", "subject_id", "label")
+
+
+def _config_value(config: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    node: Any = config
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node or node[key] is None:
+            if default is not None and depth == len(keys) - 1:
+                return default
+            msg = f"config: {'.'.join(keys)} is not set. Add it to config.yaml."
+            raise InputError(msg)
+        node = node[key]
+    return node
+
+
+def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
+    """Read the sample sheet and the outcomes named in a config.
+
+    Parameters
+    ----------
+    config : dict
+        Pipeline config; uses ``cohort.samples``, ``cohort.outcomes``, ``cohort.outcome_column``
+        and ``cohort.outcome_id_column`` (default ``"sample_id"``).
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``sample_id``, ``subject_id``, ``label`` and, where the sample sheet has them,
+        ``visit_time`` and ``batch``; one row per sample in the sample sheet's order.
+
+    Raises
+    ------
+    InputError
+        From :func:`read_sample_sheet` or :func:`read_outcomes`, or if a config key is missing.
+    """
+    samples = read_sample_sheet(_config_value(config, "cohort", "samples"))
+    outcomes = read_outcomes(
+        _config_value(config, "cohort", "outcomes"),
+        outcome_column=_config_value(config, "cohort", "outcome_column"),
+        id_column=_config_value(config, "cohort", "outcome_id_column", default="sample_id"),
+        samples=samples,
+    )
+    extra = [c for c in ("visit_time", "batch") if c in samples.columns]
+    return pl.concat([outcomes, samples.select(extra)] if extra else [outcomes], how="horizontal")
+
+
+def _header(path: Path, lazy: pl.LazyFrame | None = None) -> list[str]:
+    """Column names of a table, read as text (CSV/TSV headers are not type-inferred)."""
+    if lazy is None:
+        lazy = scan_table(path, all_strings=True)
+    try:
+        return lazy.collect_schema().names()
+    except pl.exceptions.PolarsError as err:
+        msg = f"{path}: the header could not be read ({err}). Check the separator and quoting."
+        raise InputError(msg) from err
+
+
+def _check_duplicate_header(path: Path, header: list[str], orientation: str) -> None:
+    names = pl.Series(header, dtype=pl.String)
+    base = names.str.extract(_DUPLICATE_HEADER, 1)
+    repeated = base.filter(base.is_in(names.implode())).unique(maintain_order=True)
+    if repeated.len():
+        what = "sample id" if orientation == "features_in_rows" else "feature name"
+        msg = (
+            f"{path}: duplicate {what}(s) in the header row: {_listed(repeated)}. Each column "
+            "must appear once; merge or rename the duplicated columns."
+        )
+        raise InputError(msg)
+
+
+def _check_orientation(
+    name: str,
+    path: Path,
+    *,
+    header: list[str],
+    orientation: str,
+    id_column: str,
+    sheet: pl.Series,
+) -> None:
+    """Raise if the header or the id column shows the file is laid out the other way round."""
+    row_id_column = id_column if id_column in header else header[0]
+    header_ids = pl.Series([c for c in header if c != row_id_column], dtype=pl.String)
+    header_hits = int(header_ids.is_in(sheet.implode()).sum())
+    row_ids = (
+        collect_table(scan_table(path, all_strings=True).select(row_id_column), path)
+        .to_series()
+        .cast(pl.String)
+    )
+    row_hits = int(row_ids.is_in(sheet.implode()).sum())
+    key = f"modalities.{name}"
+    if orientation == "samples_in_rows" and header_hits > row_hits:
+        msg = (
+            f"{path}: the header holds {header_hits} sample ids of the sample sheet (e.g. "
+            f"{_listed(header_ids.filter(header_ids.is_in(sheet.implode())))}) while column "
+            f"{row_id_column!r} holds {row_hits}; the file has features in rows and samples in "
+            f"columns. Set {key}.orientation: features_in_rows and {key}.id_column: "
+            f"{header[0]!r} (the feature-id column) in config.yaml."
+        )
+        raise InputError(msg)
+    if orientation == "features_in_rows" and row_hits > header_hits:
+        msg = (
+            f"{path}: column {row_id_column!r} holds {row_hits} sample ids of the sample sheet "
+            f"(e.g. {_listed(row_ids.filter(row_ids.is_in(sheet.implode())))}) while the header "
+            f"holds {header_hits}; the file has samples in rows. Set {key}.orientation: "
+            f"samples_in_rows and {key}.id_column: {row_id_column!r} in config.yaml."
+        )
+        raise InputError(msg)
+
+
+def check_modality(name: str, spec: dict[str, Any], *, samples: pl.DataFrame) -> dict[str, Any]:
+    """Check one modality's matrix against the sample sheet and summarise it.
+
+    Parameters
+    ----------
+    name : str
+        The modality's key in ``config["modalities"]`` (used in messages).
+    spec : dict
+        The modality's config: ``path``, ``orientation`` (default ``"samples_in_rows"``) and
+        ``id_column`` (default ``"sample_id"``); other keys are ignored.
+    samples : polars.DataFrame
+        The sample sheet, with column ``sample_id``.
+
+    Returns
+    -------
+    dict
+        QC: ``path``, ``orientation``, ``n_samples``, ``n_features``,
+        ``n_sheet_samples_missing`` (samples of the sheet without this modality),
+        ``missing_value_fraction``, ``n_all_missing_features``, ``n_all_missing_samples``,
+        ``value_min``, ``value_median``, ``value_max`` (over finite values; ``None`` if there are
+        none) and ``sha256`` (the file's digest).
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is laid out the other way round from ``orientation``, has
+        duplicate ids or non-numeric values, holds samples that are not in the sample sheet, or
+        holds none of the sheet's samples.
+    """
+    return _check_modality(name, spec, samples=samples)[0]
+
+
+def _check_modality(
+    name: str, spec: dict[str, Any], *, samples: pl.DataFrame
+) -> tuple[dict[str, Any], pl.Series]:
+    """Do the work of :func:`check_modality`; also return the matrix's sample ids."""
+    key = f"modalities.{name}"
+    if not isinstance(spec, dict) or not spec.get("path"):
+        msg = f"config: {key}.path is not set. Add the path of the modality's matrix."
+        raise InputError(msg)
+    path = Path(spec["path"])
+    orientation = spec.get("orientation") or "samples_in_rows"
+    id_column = spec.get("id_column") or "sample_id"
+    if orientation not in _ORIENTATIONS:
+        msg = (
+            f"config: {key}.orientation is {orientation!r}; "
+            "use samples_in_rows or features_in_rows."
+        )
+        raise InputError(msg)
+
+    sheet = samples["sample_id"].cast(pl.String)
+    header = _header(path)
+    _check_duplicate_header(path, header, orientation)
+    _check_orientation(
+        name, path, header=header, orientation=orientation, id_column=id_column, sheet=sheet
+    )
+
+    matrix = read_matrix(path, orientation=orientation, id_column=id_column)
+    ids = pl.Series(matrix.sample_ids, dtype=pl.String)
+    unknown = ids.filter(~ids.is_in(sheet.implode()))
+    if unknown.len():
+        where = f"column {id_column!r}" if orientation == "samples_in_rows" else "the header row"
+        msg = (
+            f"{path}: {unknown.len()} sample id(s) in {where} are not in the sample sheet: "
+            f"{_listed(unknown)}. Add them to the sample sheet (cohort.samples) or remove them "
+            f"from the file (and check {key}.orientation and {key}.id_column)."
+        )
+        raise InputError(msg)
+    n_present = int(sheet.is_in(ids.implode()).sum())
+    if n_present == 0:
+        msg = (
+            f"{path}: none of the {sheet.len()} samples of the sample sheet is in the file. "
+            f"Check the sample ids and {key}.orientation / {key}.id_column."
+        )
+        raise InputError(msg)
+
+    values = matrix.values
+    missing = np.isnan(values)
+    finite = values[np.isfinite(values)]
+    has_finite = finite.size > 0
+    qc = {
+        "path": str(spec["path"]),
+        "orientation": orientation,
+        "n_samples": len(matrix.sample_ids),
+        "n_features": len(matrix.feature_names),
+        "n_sheet_samples_missing": sheet.len() - n_present,
+        "missing_value_fraction": float(missing.mean()),
+        "n_all_missing_features": int(missing.all(axis=0).sum()),
+        "n_all_missing_samples": int(missing.all(axis=1).sum()),
+        "value_min": float(finite.min()) if has_finite else None,
+        "value_median": float(np.median(finite)) if has_finite else None,
+        "value_max": float(finite.max()) if has_finite else None,
+        "sha256": file_digest(path),
+    }
+    return qc, ids
+
+
+def validate_inputs(
+    config: dict[str, Any], *, qc_out: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Check every input of a config and summarise the cohort and the modalities.
+
+    Parameters
+    ----------
+    config : dict
+        Pipeline config with ``cohort`` and ``modalities``.
+    qc_out : path-like, optional
+        Where to write the QC summary as JSON.
+
+    Returns
+    -------
+    dict
+        ``n_samples``, ``n_subjects``, ``max_samples_per_subject``, ``class_counts``
+        (samples per label), ``class_subject_counts`` (subjects per label),
+        ``n_samples_without_data`` (samples in no modality), ``modalities`` (name to
+        :func:`check_modality` QC) and ``files`` (path to SHA-256 digest).
+
+    Raises
+    ------
+    InputError
+        From the individual checks, or if there is a single class or a class with fewer than
+        two subjects.
+    """
+    cohort = load_cohort(config)
+    modalities = _config_value(config, "modalities")
+    if not isinstance(modalities, dict) or not modalities:
+        msg = "config: modalities is empty. Add at least one modality with its path."
+        raise InputError(msg)
+
+    outcomes_path = _config_value(config, "cohort", "outcomes")
+    outcome_column = _config_value(config, "cohort", "outcome_column")
+    per_class = (
+        cohort.group_by("label")
+        .agg(pl.len().alias("n_samples"), pl.col("subject_id").n_unique().alias("n_subjects"))
+        .sort("label")
+    )
+    if per_class.height < 2:
+        msg = (
+            f"{outcomes_path}: column {outcome_column!r} has a single class "
+            f"{per_class['label'].to_list()} over {cohort.height} samples. Classification needs "
+            "at least two classes."
+        )
+        raise InputError(msg)
+    rare = per_class.filter(pl.col("n_subjects") < 2)
+    if rare.height:
+        details = rare.select(
+            pl.format("'{}' ({} subject(s))", pl.col("label"), pl.col("n_subjects")).str.join(", ")
+        ).item()
+        msg = (
+            f"{outcomes_path}: class(es) of column {outcome_column!r} with fewer than 2 "
+            f"subjects: {details}. Subject-grouped "
+            "splits need at least 2 subjects per class; add subjects or merge or drop the class."
+        )
+        raise InputError(msg)
+
+    modality_qc: dict[str, dict[str, Any]] = {}
+    covered: list[pl.Series] = []
+    for name, spec in modalities.items():
+        modality_qc[name], ids = _check_modality(name, spec, samples=cohort)
+        covered.append(ids)
+    without = cohort["sample_id"].filter(~cohort["sample_id"].is_in(pl.concat(covered).implode()))
+    if without.len():
+        logger.warning(
+            "%d sample(s) of the sample sheet are in no modality: %s",
+            without.len(),
+            _listed(without),
+        )
+
+    files = {
+        str(_config_value(config, "cohort", "samples")): file_digest(
+            _config_value(config, "cohort", "samples")
+        ),
+        str(outcomes_path): file_digest(outcomes_path),
+    }
+    files.update({qc["path"]: qc["sha256"] for qc in modality_qc.values()})
+    qc = {
+        "n_samples": cohort.height,
+        "n_subjects": cohort["subject_id"].n_unique(),
+        "max_samples_per_subject": int(cohort["subject_id"].value_counts()["count"].max()),
+        "class_counts": dict(zip(per_class["label"], per_class["n_samples"], strict=True)),
+        "class_subject_counts": dict(zip(per_class["label"], per_class["n_subjects"], strict=True)),
+        "n_samples_without_data": without.len(),
+        "modalities": modality_qc,
+        "files": files,
+    }
+    if qc_out is not None:
+        write_json(qc_out, qc)
+    logger.info(
+        "inputs valid: %d samples, %d subjects, classes %s; %s",
+        qc["n_samples"],
+        qc["n_subjects"],
+        qc["class_counts"],
+        ", ".join(f"{name} {m['n_samples']}x{m['n_features']}" for name, m in modality_qc.items()),
+    )
+    return qc

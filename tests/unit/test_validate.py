@@ -1,0 +1,480 @@
+"""Tests of omics_ml.validate on small files written to tmp_path and on the bundled example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from omics_ml.io import InputError, read_json
+from omics_ml.validate import (
+    check_modality,
+    load_cohort,
+    read_outcomes,
+    read_sample_sheet,
+    validate_inputs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "resources/example"
+
+# Six samples of five subjects (S1 has two visits), two classes with >= 2 subjects each.
+SHEET = """sample_id,subject_id,visit_time,batch,site
+s1,S1,0,b1,x
+s2,S1,30,b1,x
+s3,S2,0,b2,x
+s4,S3,0,b2,y
+s5,S4,,b1,y
+s6,S5,0,b2,y
+"""
+OUTCOMES = """sample_id,status
+s1,case
+s2,case
+s3,case
+s4,control
+s5,control
+s6,control
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _message(excinfo: pytest.ExceptionInfo[InputError], *needles: str) -> str:
+    """Return the error message after checking that it contains every needle."""
+    message = str(excinfo.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+@pytest.fixture
+def cohort_files(tmp_path: Path) -> dict[str, Any]:
+    """A small valid cohort: sheet, outcomes and three modalities in the three file formats."""
+    sheet = _write(tmp_path / "samples.csv", SHEET)
+    outcomes = _write(tmp_path / "outcomes.csv", OUTCOMES)
+    # samples in rows; s6 has no rna; feature g3 is entirely missing
+    rna = _write(
+        tmp_path / "rna.csv",
+        "sample_id,g1,g2,g3\ns1,1.0,2.0,NA\ns2,3.0,,NA\ns3,5.0,6.0,\ns4,7,8,NA\ns5,9,10,NA\n",
+    )
+    # features in rows
+    mir = _write(
+        tmp_path / "mir.tsv",
+        "feature_id\ts1\ts2\ts3\ts4\ts5\ts6\nm1\t1\t2\t3\t4\t5\t6\nm2\t0.5\t0.25\t0\t-1\t2\t3\n",
+    )
+    prot = tmp_path / "prot.parquet"
+    pl.DataFrame(
+        {"sample_id": ["s1", "s3", "s4", "s6"], "p1": [0.1, 0.2, 0.3, 0.4], "p2": [1.0, 2, 3, 4]}
+    ).write_parquet(prot)
+    config = {
+        "cohort": {"samples": str(sheet), "outcomes": str(outcomes), "outcome_column": "status"},
+        "modalities": {
+            "rna": {"path": str(rna), "type": "transcriptomics"},
+            "mir": {"path": str(mir), "orientation": "features_in_rows", "id_column": "feature_id"},
+            "prot": {"path": str(prot), "orientation": "samples_in_rows"},
+        },
+    }
+    return {"dir": tmp_path, "sheet": sheet, "outcomes": outcomes, "config": config}
+
+
+@pytest.fixture
+def example_samples() -> pl.DataFrame:
+    return read_sample_sheet(EXAMPLE / "samples.csv")
+
+
+# --------------------------------------------------------------------------- bundled example
+
+
+def test_example_validates(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["cohort"]["samples"] = str(ROOT / config["cohort"]["samples"])
+    config["cohort"]["outcomes"] = str(ROOT / config["cohort"]["outcomes"])
+    for spec in config["modalities"].values():
+        spec["path"] = str(ROOT / spec["path"])
+
+    qc = validate_inputs(config, qc_out=tmp_path / "qc" / "inputs.json")
+
+    assert qc["n_samples"] == 150
+    assert qc["n_subjects"] == 150
+    assert qc["max_samples_per_subject"] == 1
+    assert qc["class_counts"] == {"Basal": 45, "Her2": 30, "LumA": 75}
+    assert {name: m["n_features"] for name, m in qc["modalities"].items()} == {
+        "mrna": 200,
+        "mirna": 184,
+        "protein": 142,
+    }
+    for modality in qc["modalities"].values():
+        assert modality["n_samples"] == 150
+        assert modality["n_sheet_samples_missing"] == 0
+        assert modality["missing_value_fraction"] == 0.0
+        assert len(modality["sha256"]) == 64
+    assert len(qc["files"]) == 5
+    assert read_json(tmp_path / "qc" / "inputs.json") == qc
+
+
+# --------------------------------------------------------------------------- sample sheet
+
+
+def test_read_sample_sheet_types_and_columns(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,subject_id,visit_time,extra\n007,P1,1.5,z\n")
+    sheet = read_sample_sheet(path)
+    assert sheet.columns == ["sample_id", "subject_id", "visit_time"]
+    assert sheet.schema["sample_id"] == pl.String
+    assert sheet.schema["visit_time"] == pl.Float64
+    assert sheet["sample_id"].to_list() == ["007"]  # ids are text, leading zeros kept
+
+
+def test_sample_sheet_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.parquet"
+    pl.DataFrame({"sample_id": [1, 2], "subject_id": ["A", "B"], "batch": [3, 3]}).write_parquet(
+        path
+    )
+    sheet = read_sample_sheet(path)
+    assert sheet.schema == pl.Schema(
+        {"sample_id": pl.String, "subject_id": pl.String, "batch": pl.String}
+    )
+
+
+def test_sample_sheet_missing_column(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,patient\na,P1\n")
+    with pytest.raises(InputError) as excinfo:
+        read_sample_sheet(path)
+    _message(excinfo, "sheet.csv", "subject_id", "patient")
+
+
+def test_sample_sheet_null_id(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,subject_id\na,P1\n,P2\n")
+    with pytest.raises(InputError) as excinfo:
+        read_sample_sheet(path)
+    _message(excinfo, "sheet.csv", "'sample_id'", "data row(s) [2]")
+
+
+def test_sample_sheet_duplicate_sample_id(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,subject_id\na,P1\nb,P2\na,P3\n")
+    with pytest.raises(InputError, match="duplicate sample_id") as excinfo:
+        read_sample_sheet(path)
+    _message(excinfo, "sheet.csv", "['a']", "[1, 3]")
+
+
+def test_sample_sheet_non_numeric_visit_time(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,subject_id,visit_time\na,P1,0\nb,P1,week 2\n")
+    with pytest.raises(InputError) as excinfo:
+        read_sample_sheet(path)
+    _message(excinfo, "sheet.csv", "'visit_time'", "data row 2", "'week 2'")
+
+
+def test_sample_sheet_empty_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "")
+    with pytest.raises(InputError, match=r"sheet\.csv: the file is empty"):
+        read_sample_sheet(path)
+
+
+def test_sample_sheet_header_only(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.csv", "sample_id,subject_id\n")
+    with pytest.raises(InputError, match=r"sheet\.csv: the file has no data rows"):
+        read_sample_sheet(path)
+
+
+def test_sample_sheet_unsupported_suffix(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sheet.xlsx", "sample_id,subject_id\na,P1\n")
+    with pytest.raises(InputError) as excinfo:
+        read_sample_sheet(path)
+    _message(excinfo, "sheet.xlsx", "unsupported file type '.xlsx'")
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_read_outcomes_per_sample_in_sheet_order(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    shuffled = _write(
+        cohort_files["dir"] / "shuffled.csv",
+        "status,sample_id\ncontrol,s6\ncase,s1\ncase,s1\ncase,s2\ncase,s3\ncontrol,s4\ncontrol,s5\n",
+    )
+    outcomes = read_outcomes(shuffled, outcome_column="status", samples=sheet)
+    assert outcomes.columns == ["sample_id", "subject_id", "label"]
+    assert outcomes["sample_id"].to_list() == sheet["sample_id"].to_list()
+    assert outcomes["label"].to_list() == ["case"] * 3 + ["control"] * 3
+
+
+def test_read_outcomes_per_subject_numeric_label(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "subj.csv", "subject_id,y\nS1,1\nS2,1\nS3,0\nS4,0\nS5,0\n")
+    outcomes = read_outcomes(path, outcome_column="y", id_column="subject_id", samples=sheet)
+    assert outcomes.schema["label"] == pl.String
+    assert outcomes["label"].to_list() == ["1", "1", "1", "0", "0", "0"]
+
+
+def test_outcomes_subject_conflict(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "outcomes.csv", OUTCOMES.replace("s2,case", "s2,control"))
+    with pytest.raises(InputError, match="conflicting 'status'") as excinfo:
+        read_outcomes(path, outcome_column="status", samples=sheet)
+    _message(excinfo, "outcomes.csv", "subject S1", "'case' (sample s1, row 1)", "'control'", "s2")
+
+
+def test_outcomes_duplicate_id_with_different_values(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "outcomes.csv", OUTCOMES + "s4,case\n")
+    with pytest.raises(InputError, match="more than once") as excinfo:
+        read_outcomes(path, outcome_column="status", samples=sheet)
+    _message(excinfo, "outcomes.csv", "s4", "control (row 4)", "case (row 7)")
+
+
+def test_outcomes_unknown_id(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "outcomes.csv", OUTCOMES + "s99,case\n")
+    with pytest.raises(InputError, match="not in the sample sheet") as excinfo:
+        read_outcomes(path, outcome_column="status", samples=sheet)
+    _message(excinfo, "outcomes.csv", "['s99']", "Add them to the sample sheet")
+
+
+def test_outcomes_sample_without_outcome(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "outcomes.csv", OUTCOMES.replace("s5,control\n", ""))
+    with pytest.raises(InputError, match="no outcome row") as excinfo:
+        read_outcomes(path, outcome_column="status", samples=sheet)
+    _message(excinfo, "outcomes.csv", "['s5']")
+
+
+def test_outcomes_null_outcome(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "outcomes.csv", OUTCOMES.replace("s5,control", "s5,NA"))
+    with pytest.raises(InputError) as excinfo:
+        read_outcomes(path, outcome_column="status", samples=sheet)
+    _message(excinfo, "outcomes.csv", "'status' is empty", "['s5']", "[5]")
+
+
+def test_outcomes_missing_outcome_column(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    with pytest.raises(InputError) as excinfo:
+        read_outcomes(cohort_files["outcomes"], outcome_column="subtype", samples=sheet)
+    _message(excinfo, "outcomes.csv", "['subtype']", "found ['sample_id', 'status']")
+
+
+def test_outcomes_bad_id_column(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    with pytest.raises(InputError, match="outcome_id_column is 'patient'"):
+        read_outcomes(
+            cohort_files["outcomes"], outcome_column="status", id_column="patient", samples=sheet
+        )
+
+
+def test_load_cohort_keeps_visit_time_and_batch(cohort_files: dict[str, Any]) -> None:
+    cohort = load_cohort(cohort_files["config"])
+    assert cohort.columns == ["sample_id", "subject_id", "label", "visit_time", "batch"]
+    assert cohort["visit_time"].to_list() == [0.0, 30.0, 0.0, 0.0, None, 0.0]
+
+
+def test_load_cohort_missing_config_key(cohort_files: dict[str, Any]) -> None:
+    config = cohort_files["config"]
+    del config["cohort"]["outcome_column"]
+    with pytest.raises(InputError, match=r"cohort\.outcome_column is not set"):
+        load_cohort(config)
+
+
+# --------------------------------------------------------------------------- modalities
+
+
+def test_check_modality_qc(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    spec = cohort_files["config"]["modalities"]["rna"]
+    qc = check_modality("rna", spec, samples=sheet)
+    assert qc["n_samples"] == 5
+    assert qc["n_features"] == 3
+    assert qc["n_sheet_samples_missing"] == 1
+    assert qc["n_all_missing_features"] == 1
+    assert qc["missing_value_fraction"] == pytest.approx(6 / 15)
+    assert (qc["value_min"], qc["value_median"], qc["value_max"]) == (1.0, 6.0, 10.0)
+    assert len(qc["sha256"]) == 64
+
+    mir = check_modality("mir", cohort_files["config"]["modalities"]["mir"], samples=sheet)
+    assert (mir["n_samples"], mir["n_features"], mir["n_sheet_samples_missing"]) == (6, 2, 0)
+    prot = check_modality("prot", cohort_files["config"]["modalities"]["prot"], samples=sheet)
+    assert (prot["n_samples"], prot["n_features"], prot["n_sheet_samples_missing"]) == (4, 2, 2)
+
+
+def test_matrix_duplicate_sample_in_rows(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "dup.csv", "sample_id,g1\ns1,1\ns2,2\ns1,3\n")
+    with pytest.raises(InputError, match="duplicate sample id") as excinfo:
+        check_modality("rna", {"path": str(path)}, samples=sheet)
+    _message(excinfo, "dup.csv", "'sample_id'", "['s1']")
+
+
+def test_matrix_duplicate_sample_in_header(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "dup.tsv", "feature_id\ts1\ts2\ts1\nm1\t1\t2\t3\n")
+    spec = {"path": str(path), "orientation": "features_in_rows", "id_column": "feature_id"}
+    with pytest.raises(InputError, match="duplicate sample id") as excinfo:
+        check_modality("mir", spec, samples=sheet)
+    _message(excinfo, "dup.tsv", "header", "['s1']")
+
+
+def test_matrix_unknown_sample(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "rna.csv", "sample_id,g1\ns1,1\ns2,2\nx9,3\n")
+    with pytest.raises(InputError, match="not in the sample sheet") as excinfo:
+        check_modality("rna", {"path": str(path)}, samples=sheet)
+    _message(excinfo, "rna.csv", "'sample_id'", "['x9']", "Add them to the sample sheet")
+
+
+def test_matrix_unknown_sample_in_header(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "mir.tsv", "feature_id\ts1\ts2\tx9\nm1\t1\t2\t3\n")
+    spec = {"path": str(path), "orientation": "features_in_rows", "id_column": "feature_id"}
+    with pytest.raises(InputError, match="not in the sample sheet") as excinfo:
+        check_modality("mir", spec, samples=sheet)
+    _message(excinfo, "mir.tsv", "header", "['x9']")
+
+
+def test_matrix_numeric_looking_sample_ids_kept_as_text(tmp_path: Path) -> None:
+    sheet = read_sample_sheet(_write(tmp_path / "sheet.csv", "sample_id,subject_id\n001,A\n"))
+    path = _write(tmp_path / "rna.csv", "sample_id,g1\n001,1.5\n")
+    assert check_modality("rna", {"path": str(path)}, samples=sheet)["n_samples"] == 1
+
+
+def test_matrix_non_numeric_value(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "rna.csv", "sample_id,g1,g2\ns1,1,2\ns2,3,high\n")
+    with pytest.raises(InputError, match="not a number") as excinfo:
+        check_modality("rna", {"path": str(path)}, samples=sheet)
+    _message(excinfo, "rna.csv", "column 'g2'", "data row 2", "'s2'", "'high'")
+
+
+def test_matrix_empty_file(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "rna.csv", "")
+    with pytest.raises(InputError, match=r"rna\.csv: the file is empty"):
+        check_modality("rna", {"path": str(path)}, samples=sheet)
+
+
+def test_matrix_missing_file(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    with pytest.raises(InputError, match=r"nope\.csv: file not found"):
+        check_modality("rna", {"path": str(cohort_files["dir"] / "nope.csv")}, samples=sheet)
+
+
+def test_matrix_unsupported_suffix(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "rna.xls", "sample_id,g1\ns1,1\n")
+    with pytest.raises(InputError) as excinfo:
+        check_modality("rna", {"path": str(path)}, samples=sheet)
+    _message(excinfo, "rna.xls", "unsupported file type '.xls'")
+
+
+def test_matrix_bad_orientation_value(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    spec = {**cohort_files["config"]["modalities"]["rna"], "orientation": "rows"}
+    with pytest.raises(InputError, match=r"modalities\.rna\.orientation is 'rows'"):
+        check_modality("rna", spec, samples=sheet)
+
+
+@pytest.mark.parametrize("id_column", ["sample_id", "feature_id"])
+def test_samples_in_rows_file_configured_as_features_in_rows(
+    example_samples: pl.DataFrame, id_column: str
+) -> None:
+    spec = {
+        "path": str(EXAMPLE / "mrna.csv"),
+        "orientation": "features_in_rows",
+        "id_column": id_column,
+    }
+    with pytest.raises(InputError) as excinfo:
+        check_modality("mrna", spec, samples=example_samples)
+    _message(
+        excinfo,
+        "mrna.csv",
+        "column 'sample_id' holds 150 sample ids",
+        "Set modalities.mrna.orientation: samples_in_rows",
+    )
+
+
+@pytest.mark.parametrize("id_column", [None, "feature_id"])
+def test_features_in_rows_file_configured_as_samples_in_rows(
+    example_samples: pl.DataFrame, id_column: str | None
+) -> None:
+    spec = {"path": str(EXAMPLE / "mirna.tsv"), "orientation": "samples_in_rows"}
+    if id_column is not None:
+        spec["id_column"] = id_column
+    with pytest.raises(InputError) as excinfo:
+        check_modality("mirna", spec, samples=example_samples)
+    _message(
+        excinfo,
+        "mirna.tsv",
+        "the header holds 150 sample ids",
+        "Set modalities.mirna.orientation: features_in_rows",
+        "modalities.mirna.id_column: 'feature_id'",
+    )
+
+
+def test_transposed_small_file_detected(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    spec = {"path": cohort_files["config"]["modalities"]["mir"]["path"], "id_column": "feature_id"}
+    with pytest.raises(InputError, match="orientation: features_in_rows") as excinfo:
+        check_modality("mir", spec, samples=sheet)
+    _message(excinfo, "mir.tsv", "['s1', 's2', 's3', 's4', 's5'] and 1 more")
+
+
+def test_parquet_matrix_transposed_detected(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = cohort_files["dir"] / "t.parquet"
+    pl.DataFrame({"gene": ["g1", "g2"], "s1": [1.0, 2.0], "s2": [3.0, np.nan]}).write_parquet(path)
+    with pytest.raises(InputError, match="orientation: features_in_rows") as excinfo:
+        check_modality("prot", {"path": str(path)}, samples=sheet)
+    _message(excinfo, "t.parquet", "id_column: 'gene'")
+
+
+# --------------------------------------------------------------------------- validate_inputs
+
+
+def test_validate_inputs_small_cohort(cohort_files: dict[str, Any], tmp_path: Path) -> None:
+    qc = validate_inputs(cohort_files["config"], qc_out=tmp_path / "qc.json")
+    assert qc["n_samples"] == 6
+    assert qc["n_subjects"] == 5
+    assert qc["max_samples_per_subject"] == 2
+    assert qc["class_counts"] == {"case": 3, "control": 3}
+    assert qc["class_subject_counts"] == {"case": 2, "control": 3}
+    assert qc["n_samples_without_data"] == 0
+    assert set(qc["modalities"]) == {"rna", "mir", "prot"}
+    assert set(qc["files"]) == {
+        str(cohort_files["sheet"]),
+        str(cohort_files["outcomes"]),
+        *(m["path"] for m in cohort_files["config"]["modalities"].values()),
+    }
+    assert read_json(tmp_path / "qc.json") == qc
+
+
+def test_validate_inputs_single_class(cohort_files: dict[str, Any]) -> None:
+    _write(cohort_files["outcomes"], OUTCOMES.replace("control", "case"))
+    with pytest.raises(InputError) as excinfo:
+        validate_inputs(cohort_files["config"])
+    _message(excinfo, "outcomes.csv", "'status'", "single class ['case']")
+
+
+def test_validate_inputs_class_with_one_subject(cohort_files: dict[str, Any]) -> None:
+    _write(cohort_files["outcomes"], OUTCOMES.replace("s6,control", "s6,rare"))
+    with pytest.raises(InputError, match="fewer than 2 subjects") as excinfo:
+        validate_inputs(cohort_files["config"])
+    message = _message(excinfo, "outcomes.csv", "'status'", "'rare' (1 subject(s))")
+    assert "'control'" not in message
+
+
+def test_validate_inputs_no_modalities(cohort_files: dict[str, Any]) -> None:
+    cohort_files["config"]["modalities"] = {}
+    with pytest.raises(InputError, match="modalities is empty"):
+        validate_inputs(cohort_files["config"])
+
+
+def test_validate_inputs_reports_bad_modality(cohort_files: dict[str, Any]) -> None:
+    rna = Path(cohort_files["config"]["modalities"]["rna"]["path"])
+    _write(rna, "sample_id,g1\ns1,1\nzz,2\n")
+    with pytest.raises(InputError) as excinfo:
+        validate_inputs(cohort_files["config"])
+    _message(excinfo, "rna.csv", "['zz']")
