@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,11 @@ def log_to_file(path: str | os.PathLike[str]) -> None:
         force=True,
     )
     logging.captureWarnings(True)
+
+    def _log_uncaught(kind, value, tb):  # noqa: ANN001
+        logging.getLogger("omics_ml").critical("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+
+    sys.excepthook = _log_uncaught
 
 
 def _separator(path: Path) -> str | None:

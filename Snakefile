@@ -1,0 +1,29 @@
+# omics-ml: raw multi-omics cohort -> leakage-proof XGBoost -> registered MLflow model -> report.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/normalise.smk"
+include: "workflow/rules/integrate.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report_html.output.html,
+        rules.register_model.output.info,
+
+
+onsuccess:
+    print_run_summary()

@@ -1,0 +1,126 @@
+"""The ``omics-ml`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omics_ml import __version__
+from omics_ml.io import InputError, read_json
+
+__all__ = ["main", "run_summary"]
+
+
+def run_summary(results_dir: str = "results") -> str:
+    """Text printed at the end of a pipeline run: metrics, model URI, UI and predict commands."""
+    results = Path(results_dir)
+    info_path = results / "register" / "model.json"
+    if not info_path.exists():
+        return "omics-ml: no registered model yet."
+    info = read_json(info_path)
+    lines = ["", "omics-ml run finished."]
+    for name, path in (("Out-of-fold CV", "evaluate/cv_metrics.json"), ("Holdout", "evaluate/holdout_metrics.json")):
+        if (results / path).exists():
+            data = read_json(results / path)
+            level = round(100 * data["confidence_level"])
+            lines.append(f"{name} ({data['n_samples']} samples, {level}% CI):")
+            lines += [f"  {m:<18} {v['estimate']:.3f}  [{v['lower']:.3f}, {v['upper']:.3f}]"
+                      for m, v in data["metrics"].items()]
+    lines += [
+        f"Registered {info['model_uri']} ({'champion' if info['promoted'] else 'not champion'}: {info['promotion_reason']})",
+        f"Report:  {results / 'report' / 'report.html'}",
+        f"MLflow:  {info['ui_command']}",
+        f"         then open {info['ui_runs_page']}",
+        f"Predict: omics-ml predict --model {info['champion_uri']} --tracking-uri {info['tracking_uri']} "
+        "--input resources/example/new_patients --output predictions.csv",
+    ]
+    return "\n".join(lines)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from omics_ml.predict import load_model, predict_files
+
+    model = load_model(args.model, tracking_uri=args.tracking_uri)
+    predictions = predict_files(model, args.input)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(out, index=False)
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
+        print(predictions.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.output:
+        print(f"\n{len(predictions)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from omics_ml.validate import validate_inputs
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    qc = validate_inputs(config, qc_out=args.qc_out)
+    print(f"{args.config}: {qc['n_samples']} samples, {qc['n_subjects']} subjects, "
+          f"modalities {', '.join(qc['modalities'])}: inputs are valid.")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    print(run_summary(args.results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``omics-ml``."""
+    parser = argparse.ArgumentParser(
+        prog="omics-ml",
+        description="Multi-omics XGBoost models with leakage-proof evaluation, tracked in MLflow. "
+        "Train with `snakemake --profile profiles/local`; these commands use the results.",
+    )
+    parser.add_argument("--version", action="version", version=f"omics-ml {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="predict new patients from raw per-modality files with a registered model")
+    p.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/VERSION or a model directory")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="a directory of <modality>.csv|tsv|parquet files, modality=path pairs, or files named after modalities")
+    p.add_argument("--output", help="CSV file for the predictions (also printed)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db if present)")
+    p.set_defaults(func=_predict)
+
+    v = sub.add_parser("validate", help="check a config's input files against the input contract")
+    v.add_argument("--config", default="config/config.yaml")
+    v.add_argument("--qc-out", default=None, help="write the QC summary JSON here")
+    v.set_defaults(func=_validate)
+
+    s = sub.add_parser("summary", help="print the metrics, model and commands of a finished run")
+    s.add_argument("--results", default="results")
+    s.set_defaults(func=_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``omics-ml``."""
+    import os
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "tracking_uri", "unset") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+        default_db = Path("results/mlflow/mlflow.db")
+        if default_db.exists():
+            args.tracking_uri = f"sqlite:///{default_db.resolve()}"
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"omics-ml: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

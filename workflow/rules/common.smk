@@ -1,0 +1,48 @@
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../../config/schema/config.schema.yaml")
+
+REPO = Path(workflow.basedir)
+ENV = "../../envs/omics_ml.yaml"
+MODALITIES = list(config["modalities"])
+FOLDS = list(range(config["split"]["n_splits"]))
+
+# Jobs run through --use-conda or a cluster find the package without installing it.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p
+)
+
+
+wildcard_constraints:
+    modality="|".join(MODALITIES),
+    fold=r"\d+",
+
+
+def get_input_files(wildcards):
+    """Every raw input file, so that editing one reruns what depends on it."""
+    cohort = config["cohort"]
+    return [cohort["samples"], cohort["outcomes"]] + [
+        spec["path"] for spec in config["modalities"].values()
+    ]
+
+
+def get_cohort_files(wildcards):
+    return [config["cohort"]["samples"], config["cohort"]["outcomes"]]
+
+
+def get_modality_path(wildcards):
+    return config["modalities"][wildcards.modality]["path"]
+
+
+def get_modality_spec(wildcards):
+    return config["modalities"][wildcards.modality]
+
+
+def print_run_summary():
+    from omics_ml.cli import run_summary
+
+    print(run_summary("results"))

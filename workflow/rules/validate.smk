@@ -1,0 +1,16 @@
+rule validate_inputs:
+    input:
+        get_input_files,
+    output:
+        qc="results/validate/qc.json",
+    log:
+        "logs/validate_inputs.log",
+    benchmark:
+        "results/benchmarks/validate_inputs.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/validate_inputs.py"

@@ -1,0 +1,13 @@
+"""Rule normalise_modality; the logic lives in omics_ml.normalise."""
+
+from omics_ml.io import log_to_file
+from omics_ml.normalise import normalise_modality_file
+
+log_to_file(snakemake.log[0])
+normalise_modality_file(
+    snakemake.wildcards.modality,
+    snakemake.params.spec,
+    splits=snakemake.input.splits,
+    h5ad_out=snakemake.output.h5ad,
+    params_out=snakemake.output.params,
+)

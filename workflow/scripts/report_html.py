@@ -1,0 +1,17 @@
+"""Rule report_html; the logic lives in omics_ml.report."""
+
+from omics_ml.io import log_to_file
+from omics_ml.report import write_report
+from omics_ml.tracking import log_report
+
+log_to_file(snakemake.log[0])
+write_report(
+    model_info=snakemake.input.info,
+    qc=snakemake.input.qc,
+    cv_metrics=snakemake.input.cv_metrics,
+    holdout_metrics=snakemake.input.holdout_metrics,
+    model_state=snakemake.input.state,
+    plots=snakemake.input.plots,
+    html_out=snakemake.output.html,
+)
+log_report(snakemake.input.info, snakemake.output.html)
