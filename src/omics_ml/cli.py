@@ -22,13 +22,18 @@ def run_summary(results_dir: str = "results") -> str:
         return "omics-ml: no registered model yet."
     info = read_json(info_path)
     lines = ["", "omics-ml run finished."]
-    for name, path in (("Out-of-fold CV", "evaluate/cv_metrics.json"), ("Holdout", "evaluate/holdout_metrics.json")):
+    for name, path in (
+        ("Out-of-fold CV", "evaluate/cv_metrics.json"),
+        ("Holdout", "evaluate/holdout_metrics.json"),
+    ):
         if (results / path).exists():
             data = read_json(results / path)
             level = round(100 * data["confidence_level"])
             lines.append(f"{name} ({data['n_samples']} samples, {level}% CI):")
-            lines += [f"  {m:<18} {v['estimate']:.3f}  [{v['lower']:.3f}, {v['upper']:.3f}]"
-                      for m, v in data["metrics"].items()]
+            lines += [
+                f"  {m:<18} {v['estimate']:.3f}  [{v['lower']:.3f}, {v['upper']:.3f}]"
+                for m, v in data["metrics"].items()
+            ]
     lines += [
         f"Registered {info['model_uri']} ({'champion' if info['promoted'] else 'not champion'}: {info['promotion_reason']})",
         f"Report:  {results / 'report' / 'report.html'}",
@@ -63,8 +68,10 @@ def _validate(args: argparse.Namespace) -> int:
 
     config = yaml.safe_load(Path(args.config).read_text())
     qc = validate_inputs(config, qc_out=args.qc_out)
-    print(f"{args.config}: {qc['n_samples']} samples, {qc['n_subjects']} subjects, "
-          f"modalities {', '.join(qc['modalities'])}: inputs are valid.")
+    print(
+        f"{args.config}: {qc['n_samples']} samples, {qc['n_subjects']} subjects, "
+        f"modalities {', '.join(qc['modalities'])}: inputs are valid."
+    )
     return 0
 
 
@@ -84,13 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", help="predict new patients from raw per-modality files with a registered model")
-    p.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/VERSION or a model directory")
-    p.add_argument("--input", required=True, nargs="+",
-                   help="a directory of <modality>.csv|tsv|parquet files, modality=path pairs, or files named after modalities")
+    p = sub.add_parser(
+        "predict", help="predict new patients from raw per-modality files with a registered model"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION or a model directory",
+    )
+    p.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        help="a directory of <modality>.csv|tsv|parquet files, modality=path pairs, or files named after modalities",
+    )
     p.add_argument("--output", help="CSV file for the predictions (also printed)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db if present)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db if present)",
+    )
     p.set_defaults(func=_predict)
 
     v = sub.add_parser("validate", help="check a config's input files against the input contract")
@@ -109,8 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if getattr(args, "tracking_uri", "unset") is None and not os.environ.get("MLFLOW_TRACKING_URI"):
         default_db = Path("results/mlflow/mlflow.db")
         if default_db.exists():

@@ -12,11 +12,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.metrics import (
     ConfusionMatrixDisplay,
     balanced_accuracy_score,
     f1_score,
@@ -25,7 +25,7 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
-from omics_ml.io import read_json, write_json  # noqa: E402
+from omics_ml.io import read_json, write_json
 
 __all__ = [
     "METRICS",
@@ -80,7 +80,9 @@ def classification_metrics(
     elif present.size == len(classes):
         out["roc_auc_ovr"] = float(roc_auc_score(y_idx, proba, multi_class="ovr", average="macro"))
     else:  # some class absent from this resample: average the one-vs-rest AUCs of the present ones
-        out["roc_auc_ovr"] = float(np.mean([roc_auc_score(y_idx == k, proba[:, k]) for k in present]))
+        out["roc_auc_ovr"] = float(
+            np.mean([roc_auc_score(y_idx == k, proba[:, k]) for k in present])
+        )
     return {name: out[name] for name in METRICS}
 
 
@@ -127,18 +129,30 @@ def bootstrap_metrics(
     result = {}
     for j, name in enumerate(METRICS):
         column = draws[:, j][np.isfinite(draws[:, j])]
-        lower, upper = (np.quantile(column, [alpha, 1.0 - alpha]) if column.size else (np.nan, np.nan))
+        lower, upper = (
+            np.quantile(column, [alpha, 1.0 - alpha]) if column.size else (np.nan, np.nan)
+        )
         result[name] = {"estimate": point[name], "lower": float(lower), "upper": float(upper)}
     return result
 
 
-def plot_confusion(y_true: Sequence[str], predicted: Sequence[str], classes: Sequence[str],
-                   path: str | os.PathLike[str], *, title: str) -> None:
+def plot_confusion(
+    y_true: Sequence[str],
+    predicted: Sequence[str],
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+) -> None:
     """Confusion-matrix PNG (counts, true classes in rows)."""
     fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=110)
     ConfusionMatrixDisplay.from_predictions(
-        np.asarray(y_true, dtype=str), np.asarray(predicted, dtype=str), labels=list(classes),
-        ax=ax, colorbar=False, cmap="Blues",
+        np.asarray(y_true, dtype=str),
+        np.asarray(predicted, dtype=str),
+        labels=list(classes),
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
     )
     ax.set_title(title)
     fig.tight_layout()
@@ -146,8 +160,14 @@ def plot_confusion(y_true: Sequence[str], predicted: Sequence[str], classes: Seq
     plt.close(fig)
 
 
-def plot_roc(y_true: Sequence[str], proba: NDArray[np.float64], classes: Sequence[str],
-             path: str | os.PathLike[str], *, title: str) -> None:
+def plot_roc(
+    y_true: Sequence[str],
+    proba: NDArray[np.float64],
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+) -> None:
     """One-vs-rest ROC curves PNG, one curve per class."""
     y = np.asarray(y_true, dtype=str)
     fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=110)
@@ -185,22 +205,33 @@ def write_evaluation(
     """
     proba = probability_matrix(predictions, classes)
     metrics = bootstrap_metrics(
-        predictions["label"].astype(str).to_numpy(), proba, classes,
+        predictions["label"].astype(str).to_numpy(),
+        proba,
+        classes,
         groups=predictions["subject_id"].astype(str).to_numpy(),
-        n_bootstrap=n_bootstrap, confidence_level=confidence_level, seed=seed,
+        n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level,
+        seed=seed,
     )
     result = {
         "title": title,
         "n_samples": len(predictions),
         "n_subjects": int(predictions["subject_id"].nunique()),
         "classes": list(classes),
-        "class_counts": predictions["label"].astype(str).value_counts().reindex(classes, fill_value=0).astype(int).to_dict(),
+        "class_counts": predictions["label"]
+        .astype(str)
+        .value_counts()
+        .reindex(classes, fill_value=0)
+        .astype(int)
+        .to_dict(),
         "confidence_level": confidence_level,
         "n_bootstrap": n_bootstrap,
         "metrics": metrics,
         **(extra or {}),
     }
-    plot_confusion(predictions["label"], predictions["predicted_class"], classes, confusion_png, title=title)
+    plot_confusion(
+        predictions["label"], predictions["predicted_class"], classes, confusion_png, title=title
+    )
     plot_roc(predictions["label"], proba, classes, roc_png, title=title)
     write_json(metrics_out, result)
     summary = ", ".join(
@@ -245,7 +276,14 @@ def aggregate_folds(
     predictions.sort_values("sample_id").to_parquet(tmp, index=False)
     os.replace(tmp, predictions_out)
     return write_evaluation(
-        predictions, classes, metrics_out=metrics_out, confusion_png=confusion_png, roc_png=roc_png,
-        title="Out-of-fold (cross-validation)", n_bootstrap=n_bootstrap,
-        confidence_level=confidence_level, seed=seed, extra=extra,
+        predictions,
+        classes,
+        metrics_out=metrics_out,
+        confusion_png=confusion_png,
+        roc_png=roc_png,
+        title="Out-of-fold (cross-validation)",
+        n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level,
+        seed=seed,
+        extra=extra,
     )

@@ -69,7 +69,11 @@ def integrate_modalities(
         obs[f"has_{name}"] = pd.Index(sample_ids).isin(block.obs_names)
         var_blocks.append(
             pd.DataFrame(
-                {"modality": name, "feature": block.var_names, "kept": block.var["kept"].to_numpy()},
+                {
+                    "modality": name,
+                    "feature": block.var_names,
+                    "kept": block.var["kept"].to_numpy(),
+                },
                 index=qualified_names(name, block.var_names.tolist()),
             )
         )
@@ -87,5 +91,7 @@ def integrate_modalities(
     tmp = f"{h5ad_out}.tmp"
     adata.write_h5ad(tmp)
     os.replace(tmp, h5ad_out)
-    logger.info("integrated %d samples x %d features from %s", adata.n_obs, adata.n_vars, list(modalities))
+    logger.info(
+        "integrated %d samples x %d features from %s", adata.n_obs, adata.n_vars, list(modalities)
+    )
     return adata

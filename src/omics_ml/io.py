@@ -68,8 +68,10 @@ def log_to_file(path: str | os.PathLike[str]) -> None:
     )
     logging.captureWarnings(True)
 
-    def _log_uncaught(kind, value, tb):  # noqa: ANN001
-        logging.getLogger("omics_ml").critical("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+    def _log_uncaught(kind, value, tb):
+        logging.getLogger("omics_ml").critical(
+            "%s: %s", kind.__name__, value, exc_info=(kind, value, tb)
+        )
 
     sys.excepthook = _log_uncaught
 
@@ -86,7 +88,10 @@ def _separator(path: Path) -> str | None:
 
 
 def scan_table(
-    path: str | os.PathLike[str], *, all_strings: bool = False, text_columns: list[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    all_strings: bool = False,
+    text_columns: list[str] | None = None,
 ) -> pl.LazyFrame:
     """Scan a CSV, TSV or Parquet file lazily.
 
@@ -227,11 +232,17 @@ def read_matrix(
             "which is not a number. Omics values must be numeric; write missing values as NA or leave them empty."
         )
         raise InputError(msg)
-    values = frame.select(pl.col(value_cols).cast(pl.Float32)).to_numpy().astype(np.float32, copy=False)
+    values = (
+        frame.select(pl.col(value_cols).cast(pl.Float32)).to_numpy().astype(np.float32, copy=False)
+    )
     row_ids = ids.to_list()
     if orientation == "samples_in_rows":
-        return Matrix(sample_ids=row_ids, feature_names=value_cols, values=np.ascontiguousarray(values))
-    return Matrix(sample_ids=value_cols, feature_names=row_ids, values=np.ascontiguousarray(values.T))
+        return Matrix(
+            sample_ids=row_ids, feature_names=value_cols, values=np.ascontiguousarray(values)
+        )
+    return Matrix(
+        sample_ids=value_cols, feature_names=row_ids, values=np.ascontiguousarray(values.T)
+    )
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -32,7 +32,7 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
         """Load the pipeline from the model's artifacts."""
         self.pipeline = OmicsPipeline.load(context.artifacts[PIPELINE_ARTIFACT])
 
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None):
         """Predict one row per sample.
 
         Parameters

@@ -27,8 +27,8 @@ from omics_ml.io import InputError, read_json, read_matrix, write_json
 __all__ = [
     "TYPE_DEFAULTS",
     "ModalityNormaliser",
-    "normaliser_from_spec",
     "normalise_modality_file",
+    "normaliser_from_spec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         mapped = np.interp(np.nan_to_num(fraction, nan=0.0), grid, self.reference_quantiles_)
         return np.where(np.isnan(Zk), np.nan, mapped)
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
@@ -214,7 +214,9 @@ class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "params": self.get_params(),
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": (
-                [str(n) for n in self.feature_names_in_] if hasattr(self, "feature_names_in_") else None
+                [str(n) for n in self.feature_names_in_]
+                if hasattr(self, "feature_names_in_")
+                else None
             ),
             "keep": [bool(k) for k in self.keep_],
             "variance": [float(v) for v in self.variance_],
@@ -246,7 +248,9 @@ def resolve_settings(spec: dict[str, Any]) -> dict[str, Any]:
     log_transform = spec.get("log_transform")
     scaling = spec.get("scaling")
     return {
-        "log_transform": defaults["log_transform"] if log_transform is None else bool(log_transform),
+        "log_transform": defaults["log_transform"]
+        if log_transform is None
+        else bool(log_transform),
         "pseudocount": float(spec.get("pseudocount", 1.0)),
         "scaling": defaults["scaling"] if scaling is None else str(scaling),
         "max_missing_fraction": float(spec.get("max_missing_fraction", 0.5)),
@@ -285,12 +289,16 @@ def normalise_modality_file(
     params_out : path-like
         JSON with the fitted state (:meth:`ModalityNormaliser.to_json`) and the settings.
     """
-    matrix = read_matrix(spec["path"], orientation=spec.get("orientation", "samples_in_rows"),
-                         id_column=spec.get("id_column", "sample_id"))
+    matrix = read_matrix(
+        spec["path"],
+        orientation=spec.get("orientation", "samples_in_rows"),
+        id_column=spec.get("id_column", "sample_id"),
+    )
     split = read_json(splits)
     development = set(split["development"])
-    is_dev = np.fromiter((s in development for s in matrix.sample_ids), dtype=bool,
-                         count=len(matrix.sample_ids))
+    is_dev = np.fromiter(
+        (s in development for s in matrix.sample_ids), dtype=bool, count=len(matrix.sample_ids)
+    )
     if not is_dev.any():
         msg = f"{spec['path']}: no development sample has modality {name!r}; it cannot be fitted."
         raise InputError(msg)
@@ -304,7 +312,11 @@ def normalise_modality_file(
         X=transformed,
         obs=pd.DataFrame(index=pd.Index(matrix.sample_ids, name="sample_id")),
         var=pd.DataFrame(
-            {"modality": name, "kept": normaliser.keep_, "variance_development": normaliser.variance_},
+            {
+                "modality": name,
+                "kept": normaliser.keep_,
+                "variance_development": normaliser.variance_,
+            },
             index=pd.Index(matrix.feature_names, name="feature"),
         ),
         layers={"raw": matrix.values},
@@ -314,8 +326,20 @@ def normalise_modality_file(
     tmp = f"{h5ad_out}.tmp"
     adata.write_h5ad(tmp)
     os.replace(tmp, h5ad_out)
-    write_json(params_out, {"modality": name, "n_development_samples": int(is_dev.sum()),
-                            "normaliser": normaliser.to_json()})
-    logger.info("%s: %d samples (%d development), %d of %d features kept, scaling=%s",
-                name, len(matrix.sample_ids), int(is_dev.sum()), int(normaliser.keep_.sum()),
-                len(matrix.feature_names), normaliser.scaling)
+    write_json(
+        params_out,
+        {
+            "modality": name,
+            "n_development_samples": int(is_dev.sum()),
+            "normaliser": normaliser.to_json(),
+        },
+    )
+    logger.info(
+        "%s: %d samples (%d development), %d of %d features kept, scaling=%s",
+        name,
+        len(matrix.sample_ids),
+        int(is_dev.sum()),
+        int(normaliser.keep_.sum()),
+        len(matrix.feature_names),
+        normaliser.scaling,
+    )

@@ -24,7 +24,7 @@ from omics_ml.io import read_json, write_json
 from omics_ml.normalise import ModalityNormaliser, normaliser_from_spec
 from omics_ml.split import grouped_stratified_split
 
-__all__ = ["STATE_FILE", "BOOSTER_FILE", "OmicsPipeline", "fit_pipeline", "xgboost_params"]
+__all__ = ["BOOSTER_FILE", "STATE_FILE", "OmicsPipeline", "fit_pipeline", "xgboost_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ BOOSTER_FILE = "booster.ubj"
 FORMAT_VERSION = 1
 
 
-def xgboost_params(model: Mapping[str, Any], *, n_classes: int, seed: int, nthread: int) -> dict[str, Any]:
+def xgboost_params(
+    model: Mapping[str, Any], *, n_classes: int, seed: int, nthread: int
+) -> dict[str, Any]:
     """XGBoost training parameters for a classification task from the ``model`` config section."""
     params: dict[str, Any] = {
         "tree_method": "hist",
@@ -131,13 +133,17 @@ class OmicsPipeline:
             if found.any() and not found.all():
                 logger.warning(
                     "%s: %d of %d input features absent from the input; treated as missing",
-                    modality, int((~found).sum()), found.size,
+                    modality,
+                    int((~found).sum()),
+                    found.size,
                 )
             frame = pd.DataFrame(block, columns=self.inputs[modality])
             blocks.append(normaliser.transform(frame))
         return np.hstack(blocks).astype(np.float32, copy=False)
 
-    def predict_proba(self, X_raw: NDArray[np.floating], columns: Sequence[str]) -> NDArray[np.float64]:
+    def predict_proba(
+        self, X_raw: NDArray[np.floating], columns: Sequence[str]
+    ) -> NDArray[np.float64]:
         """Class probabilities of shape (n_samples, n_classes) from raw values."""
         features = self.transform(X_raw, columns)
         raw = self.booster.inplace_predict(features, validate_features=False)
@@ -165,7 +171,11 @@ class OmicsPipeline:
         columns = [c for c in frame.columns if FEATURE_SEPARATOR in str(c)]
         X_raw = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
         proba = self.predict_proba(X_raw, columns)
-        sample_ids = frame["sample_id"].astype(str).to_numpy() if "sample_id" in frame else frame.index.astype(str)
+        sample_ids = (
+            frame["sample_id"].astype(str).to_numpy()
+            if "sample_id" in frame
+            else frame.index.astype(str)
+        )
         out = pd.DataFrame({"sample_id": sample_ids})
         out["predicted_class"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         for k, label in enumerate(self.classes):
@@ -175,7 +185,9 @@ class OmicsPipeline:
         for j, (modality, feats) in enumerate(self.inputs.items()):
             position = index.get_indexer(qualified_names(modality, feats))
             position = position[position >= 0]
-            missing[:, j] = ~np.any(~np.isnan(X_raw[:, position]), axis=1) if position.size else True
+            missing[:, j] = (
+                ~np.any(~np.isnan(X_raw[:, position]), axis=1) if position.size else True
+            )
         names = np.asarray(list(self.inputs), dtype=object)
         out["missing_modalities"] = [";".join(names[row]) for row in missing]
         return out
@@ -213,7 +225,10 @@ class OmicsPipeline:
         return cls(
             classes=list(state["classes"]),
             inputs={m["name"]: list(m["input_features"]) for m in state["modalities"]},
-            normalisers={m["name"]: ModalityNormaliser.from_json(m["normaliser"]) for m in state["modalities"]},
+            normalisers={
+                m["name"]: ModalityNormaliser.from_json(m["normaliser"])
+                for m in state["modalities"]
+            },
             booster=booster,
             info=state.get("info", {}),
         )
@@ -303,9 +318,12 @@ def fit_pipeline(
     fit_idx, val_idx = grouped_stratified_split(
         y, groups_arr, fraction=float(model.get("inner_validation_fraction", 0.2)), seed=seed
     )
-    dtrain = xgb.QuantileDMatrix(features[fit_idx], label=y[fit_idx], weight=weights[fit_idx], max_bin=max_bin)
-    dval = xgb.QuantileDMatrix(features[val_idx], label=y[val_idx], weight=weights[val_idx], ref=dtrain,
-                               max_bin=max_bin)
+    dtrain = xgb.QuantileDMatrix(
+        features[fit_idx], label=y[fit_idx], weight=weights[fit_idx], max_bin=max_bin
+    )
+    dval = xgb.QuantileDMatrix(
+        features[val_idx], label=y[val_idx], weight=weights[val_idx], ref=dtrain, max_bin=max_bin
+    )
     stopper = xgb.train(
         params,
         dtrain,
@@ -328,6 +346,13 @@ def fit_pipeline(
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "xgboost_params": {k: v for k, v in params.items() if k != "nthread"},
     }
-    logger.info("fitted %d features, %d rounds (inner %s %.4f)", features.shape[1], n_rounds,
-                params["eval_metric"], stopper.best_score)
-    return OmicsPipeline(classes=classes, inputs=inputs, normalisers=normalisers, booster=booster, info=info)
+    logger.info(
+        "fitted %d features, %d rounds (inner %s %.4f)",
+        features.shape[1],
+        n_rounds,
+        params["eval_metric"],
+        stopper.best_score,
+    )
+    return OmicsPipeline(
+        classes=classes, inputs=inputs, normalisers=normalisers, booster=booster, info=info
+    )

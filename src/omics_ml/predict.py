@@ -39,7 +39,11 @@ def find_input_files(inputs: Sequence[str], modalities: Sequence[str]) -> dict[s
         path = Path(item)
         if path.is_dir():
             for modality in modalities:
-                matches = [path / f"{modality}{s}" for s in _SUFFIXES if (path / f"{modality}{s}").is_file()]
+                matches = [
+                    path / f"{modality}{s}"
+                    for s in _SUFFIXES
+                    if (path / f"{modality}{s}").is_file()
+                ]
                 if len(matches) > 1:
                     msg = f"{path}: several files for modality {modality!r}: {[m.name for m in matches]}; keep one."
                     raise InputError(msg)
@@ -59,7 +63,9 @@ def find_input_files(inputs: Sequence[str], modalities: Sequence[str]) -> dict[s
     return found
 
 
-def read_raw_inputs(files: Mapping[str, str | os.PathLike[str]], contract: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def read_raw_inputs(
+    files: Mapping[str, str | os.PathLike[str]], contract: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
     """Read raw per-modality files into the model's input table.
 
     Parameters
@@ -78,8 +84,11 @@ def read_raw_inputs(files: Mapping[str, str | os.PathLike[str]], contract: Mappi
     matrices = {}
     for modality, path in files.items():
         spec = contract[modality]
-        matrices[modality] = read_matrix(path, orientation=spec.get("orientation", "samples_in_rows"),
-                                         id_column=spec.get("id_column", "sample_id"))
+        matrices[modality] = read_matrix(
+            path,
+            orientation=spec.get("orientation", "samples_in_rows"),
+            id_column=spec.get("id_column", "sample_id"),
+        )
     sample_ids = list(dict.fromkeys(s for m in matrices.values() for s in m.sample_ids))
     blocks, columns = [], []
     for modality, matrix in matrices.items():

@@ -24,7 +24,9 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -35,7 +37,10 @@ def _fmt(value: Any) -> str:
 
 
 def _metric_rows(metrics: Mapping[str, Mapping[str, float]]) -> list[list[Any]]:
-    return [[name, v["estimate"], f"[{v['lower']:.3f}, {v['upper']:.3f}]"] for name, v in metrics.items()]
+    return [
+        [name, v["estimate"], f"[{v['lower']:.3f}, {v['upper']:.3f}]"]
+        for name, v in metrics.items()
+    ]
 
 
 def _image(path: str | os.PathLike[str]) -> str:
@@ -53,46 +58,87 @@ def render_report(
     plots: Sequence[str | os.PathLike[str]],
 ) -> str:
     """Render the report as a self-contained HTML string (plots embedded)."""
-    level = int(round(100 * cv.get("confidence_level", 0.95)))
+    level = round(100 * cv.get("confidence_level", 0.95))
     modality_rows = []
     kept = {m["name"]: sum(m["normaliser"]["keep"]) for m in state["modalities"]}
     for name, m in qc["modalities"].items():
-        modality_rows.append([name, m["n_samples"], m["n_sheet_samples_missing"], m["n_features"],
-                              kept.get(name, "-"), m["missing_value_fraction"]])
-    fold_rows = [[f["fold"], f["n_train_subjects"], f["n_test_subjects"], f["n_rounds"],
-                  *[f["metrics"][k] for k in f["metrics"]]] for f in cv["per_fold"]]
+        modality_rows.append(
+            [
+                name,
+                m["n_samples"],
+                m["n_sheet_samples_missing"],
+                m["n_features"],
+                kept.get(name, "-"),
+                m["missing_value_fraction"],
+            ]
+        )
+    fold_rows = [
+        [
+            f["fold"],
+            f["n_train_subjects"],
+            f["n_test_subjects"],
+            f["n_rounds"],
+            *[f["metrics"][k] for k in f["metrics"]],
+        ]
+        for f in cv["per_fold"]
+    ]
     metric_names = list(cv["metrics"])
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>omics-ml report: {html.escape(model_info['model_name'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>omics-ml report: {html.escape(model_info['model_name'])} version {html.escape(str(model_info['model_version']))}</h1>",
-        _table(["item", "value"], [
-            ["task", state.get("task", "classification")],
-            ["classes", ", ".join(state["classes"])],
-            ["MLflow run", model_info["run_id"]],
-            ["model URI", model_info["model_uri"]],
-            ["champion alias", "moved to this version" if model_info["promoted"] else "not moved"],
-            ["promotion reason", model_info["promotion_reason"]],
-            ["tracking store", model_info["tracking_uri"]],
-        ]),
+        _table(
+            ["item", "value"],
+            [
+                ["task", state.get("task", "classification")],
+                ["classes", ", ".join(state["classes"])],
+                ["MLflow run", model_info["run_id"]],
+                ["model URI", model_info["model_uri"]],
+                [
+                    "champion alias",
+                    "moved to this version" if model_info["promoted"] else "not moved",
+                ],
+                ["promotion reason", model_info["promotion_reason"]],
+                ["tracking store", model_info["tracking_uri"]],
+            ],
+        ),
     ]
     if state.get("info", {}).get("negative_control"):
         parts.append("<p class='warn'>Negative control run: labels were permuted.</p>")
     parts += [
         "<h2>Data</h2>",
-        _table(["", "value"], [["samples", qc["n_samples"]], ["subjects", qc["n_subjects"]],
-                               *[[f"class {k}", v] for k, v in qc["class_counts"].items()]]),
-        _table(["modality", "samples", "samples without it", "features", "features kept (development)",
-                "missing values"], modality_rows),
+        _table(
+            ["", "value"],
+            [
+                ["samples", qc["n_samples"]],
+                ["subjects", qc["n_subjects"]],
+                *[[f"class {k}", v] for k, v in qc["class_counts"].items()],
+            ],
+        ),
+        _table(
+            [
+                "modality",
+                "samples",
+                "samples without it",
+                "features",
+                "features kept (development)",
+                "missing values",
+            ],
+            modality_rows,
+        ),
         f"<h2>Cross-validation (out-of-fold, {cv['n_samples']} development samples)</h2>",
         f"<p>Pooled out-of-fold predictions of {len(cv['per_fold'])} subject-grouped outer folds; "
         f"{level}% percentile intervals from {cv['n_bootstrap']} subject bootstrap resamples. Every "
         "preprocessing step was refitted inside each fold on its training subjects.</p>",
         _table(["metric", "estimate", f"{level}% CI"], _metric_rows(cv["metrics"])),
-        _table(["fold", "train subjects", "test subjects", "boosting rounds", *metric_names], fold_rows),
+        _table(
+            ["fold", "train subjects", "test subjects", "boosting rounds", *metric_names], fold_rows
+        ),
         f"<h2>Locked holdout ({holdout['n_samples']} samples, evaluated once)</h2>",
         _table(["metric", "estimate", f"{level}% CI"], _metric_rows(holdout["metrics"])),
-        "<div class='plots'>", *[_image(p) for p in plots], "</div>",
+        "<div class='plots'>",
+        *[_image(p) for p in plots],
+        "</div>",
         "<h2>Use the model</h2>",
         f"<p><code>omics-ml predict --model {html.escape(model_info['champion_uri'])} "
         f"--tracking-uri {html.escape(model_info['tracking_uri'])} --input DIR --output predictions.csv</code></p>",
@@ -115,8 +161,12 @@ def write_report(
 ) -> None:
     """Write the HTML report of a run from its output files."""
     text = render_report(
-        model_info=read_json(model_info), qc=read_json(qc), cv=read_json(cv_metrics),
-        holdout=read_json(holdout_metrics), state=read_json(model_state), plots=plots,
+        model_info=read_json(model_info),
+        qc=read_json(qc),
+        cv=read_json(cv_metrics),
+        holdout=read_json(holdout_metrics),
+        state=read_json(model_state),
+        plots=plots,
     )
     out = Path(html_out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,13 @@ def grouped_stratified_split(
 
 def permute_labels_by_subject(cohort: pl.DataFrame, *, seed: int) -> pl.DataFrame:
     """Permute labels across subjects (negative control); a subject's samples keep one label."""
-    subjects = cohort.select("subject_id", "label").unique("subject_id", keep="first", maintain_order=True)
+    subjects = cohort.select("subject_id", "label").unique(
+        "subject_id", keep="first", maintain_order=True
+    )
     rng = np.random.default_rng(seed)
-    shuffled = subjects.with_columns(pl.Series("label", rng.permutation(subjects["label"].to_numpy())))
+    shuffled = subjects.with_columns(
+        pl.Series("label", rng.permutation(subjects["label"].to_numpy()))
+    )
     return cohort.drop("label").join(shuffled, on="subject_id", how="left", validate="m:1")
 
 
@@ -84,7 +88,9 @@ def make_splits(
     labels = cohort["label"].to_numpy()
     groups = cohort["subject_id"].to_numpy()
     samples = np.asarray(cohort["sample_id"].to_list(), dtype=object)
-    dev_idx, hold_idx = grouped_stratified_split(labels, groups, fraction=holdout_fraction, seed=seed)
+    dev_idx, hold_idx = grouped_stratified_split(
+        labels, groups, fraction=holdout_fraction, seed=seed
+    )
     n_dev_subjects = len(np.unique(groups[dev_idx]))
     if n_dev_subjects < n_splits:
         msg = f"split.n_splits={n_splits} exceeds the {n_dev_subjects} development subjects; lower split.n_splits."
@@ -92,7 +98,9 @@ def make_splits(
     fold_of = np.full(len(samples), -1, dtype=np.int64)
     outer = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     folds = []
-    for k, (train, test) in enumerate(outer.split(np.zeros(dev_idx.size), labels[dev_idx], groups[dev_idx])):
+    for k, (train, test) in enumerate(
+        outer.split(np.zeros(dev_idx.size), labels[dev_idx], groups[dev_idx])
+    ):
         fold_of[dev_idx[test]] = k
         folds.append(
             {
@@ -145,6 +153,8 @@ def write_splits(
     os.replace(tmp, cohort_out)
     logger.info(
         "%d development and %d holdout samples; %d outer folds",
-        len(splits["development"]), len(splits["holdout"]), n_splits,
+        len(splits["development"]),
+        len(splits["holdout"]),
+        n_splits,
     )
     return splits

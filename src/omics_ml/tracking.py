@@ -44,7 +44,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-_MODEL_REQUIREMENTS = ("mlflow", "xgboost", "numpy", "pandas", "scipy", "scikit-learn", "anndata", "polars", "pyarrow")
+_MODEL_REQUIREMENTS = (
+    "mlflow",
+    "xgboost",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "anndata",
+    "polars",
+    "pyarrow",
+)
 
 
 def default_store(results_dir: str | os.PathLike[str] = "results") -> tuple[str, str]:
@@ -90,8 +100,14 @@ def pseudonymise(ids: Sequence[str], key: bytes) -> list[str]:
 
 def _git_commit(directory: Path) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                             text=True, check=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -121,7 +137,10 @@ def promotion_decision(
     higher_is_better = METRICS[metric]
     better = new_value >= champion_value if higher_is_better else new_value <= champion_value
     relation = "at least as good as" if better else "worse than"
-    return better, f"holdout {metric} {new_value:.4f} is {relation} the champion's {champion_value:.4f}"
+    return (
+        better,
+        f"holdout {metric} {new_value:.4f} is {relation} the champion's {champion_value:.4f}",
+    )
 
 
 def _log_metrics_with_ci(prefix: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
@@ -195,7 +214,8 @@ def log_pipeline_run(
     experiment_name = tracking.get("experiment_name", "omics-ml")
     experiment = client.get_experiment_by_name(experiment_name)
     experiment_id = (
-        experiment.experiment_id if experiment is not None
+        experiment.experiment_id
+        if experiment is not None
         else client.create_experiment(experiment_name, artifact_location=artifact_root)
     )
     model_name = tracking.get("model_name", "omics-ml-model")
@@ -218,30 +238,68 @@ def log_pipeline_run(
     staging = results_dir / "register" / "staging"
     staging.mkdir(parents=True, exist_ok=True)
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{chash[:8]}") as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{model_name}-{chash[:8]}"
+    ) as parent:
         mlflow.set_tags(tags)
         mlflow.log_params(flatten_config(config))
         for path in fold_metrics:
             record = read_json(path)
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"fold_{record['fold']}", nested=True):
+            with mlflow.start_run(
+                experiment_id=experiment_id, run_name=f"fold_{record['fold']}", nested=True
+            ):
                 mlflow.set_tags({"fold": str(record["fold"]), "config_hash": chash})
-                mlflow.log_params({k: record[k] for k in (
-                    "fold", "n_train_samples", "n_test_samples", "n_train_subjects", "n_test_subjects",
-                    "n_features_used", "n_rounds")})
-                mlflow.log_metrics({**record["metrics"], "inner_validation_score": record["inner_validation_score"]})
+                mlflow.log_params(
+                    {
+                        k: record[k]
+                        for k in (
+                            "fold",
+                            "n_train_samples",
+                            "n_test_samples",
+                            "n_train_subjects",
+                            "n_test_subjects",
+                            "n_features_used",
+                            "n_rounds",
+                        )
+                    }
+                )
+                mlflow.log_metrics(
+                    {
+                        **record["metrics"],
+                        "inner_validation_score": record["inner_validation_score"],
+                    }
+                )
         _log_metrics_with_ci("cv_", cv["metrics"])
-        mlflow.log_metrics({f"cv_fold_sd_{k}": v for k, v in cv["fold_sd"].items() if np.isfinite(v)})
+        mlflow.log_metrics(
+            {f"cv_fold_sd_{k}": v for k, v in cv["fold_sd"].items() if np.isfinite(v)}
+        )
         _log_metrics_with_ci("holdout_", holdout["metrics"])
-        mlflow.log_metrics({"n_development_samples": holdout["n_development_samples"],
-                            "n_holdout_samples": holdout["n_samples"], "final_n_rounds": holdout["n_rounds"]})
+        mlflow.log_metrics(
+            {
+                "n_development_samples": holdout["n_development_samples"],
+                "n_holdout_samples": holdout["n_samples"],
+                "final_n_rounds": holdout["n_rounds"],
+            }
+        )
         for path in [*plots, qc, cv_metrics, holdout_metrics]:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
-        mlflow.log_artifact(str(_pseudonymised_csv(oof_predictions, key, staging / "oof_predictions.csv")), "predictions")
-        mlflow.log_artifact(str(_pseudonymised_csv(holdout_predictions, key, staging / "holdout_predictions.csv")), "predictions")
+        mlflow.log_artifact(
+            str(_pseudonymised_csv(oof_predictions, key, staging / "oof_predictions.csv")),
+            "predictions",
+        )
+        mlflow.log_artifact(
+            str(_pseudonymised_csv(holdout_predictions, key, staging / "holdout_predictions.csv")),
+            "predictions",
+        )
 
-        contract = {m: {"orientation": s.get("orientation", "samples_in_rows"),
-                        "id_column": s.get("id_column", "sample_id"), "type": s.get("type", "other")}
-                    for m, s in config["modalities"].items()}
+        contract = {
+            m: {
+                "orientation": s.get("orientation", "samples_in_rows"),
+                "id_column": s.get("id_column", "sample_id"),
+                "type": s.get("type", "other"),
+            }
+            for m, s in config["modalities"].items()
+        }
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE_PATH),
@@ -249,8 +307,12 @@ def log_pipeline_run(
             code_paths=[str(Path(__file__).resolve().parent)],
             signature=model_signature(pipeline),
             pip_requirements=_requirements(),
-            metadata={"input_contract": contract, "classes": pipeline.classes, "task": "classification",
-                      "config_hash": chash},
+            metadata={
+                "input_contract": contract,
+                "classes": pipeline.classes,
+                "task": "classification",
+                "config_hash": chash,
+            },
             registered_model_name=model_name,
         )
         version = str(info.registered_model_version)
@@ -258,10 +320,15 @@ def log_pipeline_run(
 
         # The registered artifact must reproduce train_final's holdout predictions exactly.
         served = mlflow.pyfunc.load_model(version_uri).predict(
-            _holdout_inputs(features, read_json(splits)["holdout"]))
-        expected = pd.read_parquet(holdout_predictions).set_index("sample_id").loc[served["sample_id"]]
+            _holdout_inputs(features, read_json(splits)["holdout"])
+        )
+        expected = (
+            pd.read_parquet(holdout_predictions).set_index("sample_id").loc[served["sample_id"]]
+        )
         prob_cols = [f"prob_{c}" for c in pipeline.classes]
-        max_diff = float(np.max(np.abs(served[prob_cols].to_numpy() - expected[prob_cols].to_numpy())))
+        max_diff = float(
+            np.max(np.abs(served[prob_cols].to_numpy() - expected[prob_cols].to_numpy()))
+        )
         if max_diff > 1e-6:
             msg = f"the registered model {version_uri} predicts the holdout differently from train_final (max |diff| {max_diff:.2e}); the champion alias was not moved."
             raise RuntimeError(msg)
@@ -275,18 +342,38 @@ def log_pipeline_run(
             champion_value, champion_version = None, None
         promote, reason = promotion_decision(rule, metric, new_value, champion_value)
         for name, value in holdout["metrics"].items():
-            client.set_model_version_tag(model_name, version, f"holdout_{name}", f"{value['estimate']:.6f}")
+            client.set_model_version_tag(
+                model_name, version, f"holdout_{name}", f"{value['estimate']:.6f}"
+            )
         for name, value in cv["metrics"].items():
-            client.set_model_version_tag(model_name, version, f"cv_{name}", f"{value['estimate']:.6f}")
+            client.set_model_version_tag(
+                model_name, version, f"cv_{name}", f"{value['estimate']:.6f}"
+            )
         client.set_model_version_tag(model_name, version, "config_hash", chash)
-        client.set_model_version_tag(model_name, version, "promotion", f"{'promoted' if promote else 'not promoted'}: {reason}")
+        client.set_model_version_tag(
+            model_name,
+            version,
+            "promotion",
+            f"{'promoted' if promote else 'not promoted'}: {reason}",
+        )
         if promote:
             client.set_registered_model_alias(model_name, CHAMPION, version)
-        mlflow.set_tags({"registered_model": model_name, "registered_version": version,
-                         "promotion.decision": "promoted" if promote else "not promoted",
-                         "promotion.reason": reason, "promotion.rule": rule})
-        logger.info("registered %s version %s; %s (%s)", model_name, version,
-                    "champion" if promote else "not champion", reason)
+        mlflow.set_tags(
+            {
+                "registered_model": model_name,
+                "registered_version": version,
+                "promotion.decision": "promoted" if promote else "not promoted",
+                "promotion.reason": reason,
+                "promotion.rule": rule,
+            }
+        )
+        logger.info(
+            "registered %s version %s; %s (%s)",
+            model_name,
+            version,
+            "champion" if promote else "not champion",
+            reason,
+        )
         run_id = parent.info.run_id
 
     backend = uri.removeprefix("sqlite:///")
@@ -303,7 +390,9 @@ def log_pipeline_run(
         "promotion_reason": reason,
         "previous_champion_version": champion_version,
         "serving_check_max_abs_diff": max_diff,
-        "ui_command": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}",
+        "ui_command": f"mlflow ui --backend-store-uri {uri}"
+        if uri.startswith("sqlite:")
+        else f"open {uri}",
         "ui_runs_page": f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs",
         "backend_store": backend,
     }

@@ -44,13 +44,25 @@ def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFram
     return predicted
 
 
-def _fit(train: ad.AnnData, *, config: Mapping[str, Any], classes: list[str], nthread: int,
-         frozen: Mapping[str, ModalityNormaliser] | None = None) -> OmicsPipeline:
+def _fit(
+    train: ad.AnnData,
+    *,
+    config: Mapping[str, Any],
+    classes: list[str],
+    nthread: int,
+    frozen: Mapping[str, ModalityNormaliser] | None = None,
+) -> OmicsPipeline:
     return fit_pipeline(
-        np.asarray(train.X), train.var_names.tolist(),
-        train.obs["label"].astype(str).tolist(), train.obs["subject_id"].astype(str).tolist(),
-        modality_specs=config["modalities"], model=config.get("model", {}), classes=classes,
-        seed=int(config.get("seed", 42)), nthread=nthread, frozen_normalisers=frozen,
+        np.asarray(train.X),
+        train.var_names.tolist(),
+        train.obs["label"].astype(str).tolist(),
+        train.obs["subject_id"].astype(str).tolist(),
+        modality_specs=config["modalities"],
+        model=config.get("model", {}),
+        classes=classes,
+        seed=int(config.get("seed", 42)),
+        nthread=nthread,
+        frozen_normalisers=frozen,
     )
 
 
@@ -101,7 +113,9 @@ def train_fold(
     predicted["fold"] = fold
     Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
     predicted.to_parquet(predictions_out, index=False)
-    metrics = classification_metrics(predicted["label"], probability_matrix(predicted, classes), classes)
+    metrics = classification_metrics(
+        predicted["label"], probability_matrix(predicted, classes), classes
+    )
     record = {
         "fold": fold,
         "classes": classes,
@@ -142,7 +156,10 @@ def train_final(
     split = read_json(splits)
     development, holdout = _subset(adata, split["development"]), _subset(adata, split["holdout"])
     classes = _classes(adata)
-    frozen = {m: ModalityNormaliser.from_json(read_json(p)["normaliser"]) for m, p in normaliser_params.items()}
+    frozen = {
+        m: ModalityNormaliser.from_json(read_json(p)["normaliser"])
+        for m, p in normaliser_params.items()
+    }
     pipeline = _fit(development, config=config, classes=classes, nthread=nthread, frozen=frozen)
     pipeline.save(model_dir)
     predicted = predictions_table(pipeline, holdout)
@@ -150,10 +167,18 @@ def train_final(
     predicted.to_parquet(predictions_out, index=False)
     evaluation = config.get("evaluate", {})
     return write_evaluation(
-        predicted, classes, metrics_out=metrics_out, confusion_png=confusion_png, roc_png=roc_png,
-        title="Locked holdout", n_bootstrap=int(evaluation.get("n_bootstrap", 1000)),
+        predicted,
+        classes,
+        metrics_out=metrics_out,
+        confusion_png=confusion_png,
+        roc_png=roc_png,
+        title="Locked holdout",
+        n_bootstrap=int(evaluation.get("n_bootstrap", 1000)),
         confidence_level=float(evaluation.get("confidence_level", 0.95)),
         seed=int(config.get("seed", 42)),
-        extra={"n_rounds": pipeline.info["n_rounds"], "n_features_used": len(pipeline.feature_names),
-               "n_development_samples": development.n_obs},
+        extra={
+            "n_rounds": pipeline.info["n_rounds"],
+            "n_features_used": len(pipeline.feature_names),
+            "n_development_samples": development.n_obs,
+        },
     )

@@ -3,7 +3,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../../config/schema/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
@@ -12,8 +11,10 @@ MODALITIES = list(config["modalities"])
 FOLDS = list(range(config["split"]["n_splits"]))
 
 # Jobs run through --use-conda or a cluster find the package without installing it.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p
+    )
 )
 
 
