@@ -127,7 +127,9 @@ class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if self.scaling not in _SCALINGS:
             msg = f"scaling must be one of {_SCALINGS}, got {self.scaling!r}."
             raise ValueError(msg)
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = validate_data(
+            self, X, dtype=np.float64, ensure_all_finite="allow-nan", ensure_min_samples=2
+        )
         Z = self._log(X)
         observed = ~np.isnan(Z)
         n_observed = observed.sum(axis=0)
@@ -136,7 +138,9 @@ class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             variance = np.nanvar(Z, axis=0, ddof=1)
-        variance = np.where(np.isfinite(variance), variance, 0.0)
+            # nanvar of a constant column can be ~1e-30 from rounding: call it exactly 0
+            constant = np.nanmax(Z, axis=0) == np.nanmin(Z, axis=0)
+        variance = np.where(np.isfinite(variance) & ~constant, variance, 0.0)
         keep &= variance > self.min_variance
         if self.top_variance is not None and keep.sum() > self.top_variance:
             ranked = np.argsort(-np.where(keep, variance, -np.inf), kind="stable")
@@ -198,6 +202,7 @@ class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = []  # always returns float32
         return tags
 
     def get_feature_names_out(self, input_features: ArrayLike | None = None) -> NDArray[np.object_]:

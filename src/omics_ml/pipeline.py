@@ -302,11 +302,15 @@ def fit_pipeline(
         frame = pd.DataFrame(np.asarray(X_raw[:, idx], dtype=np.float64), columns=feats)
         if frozen_normalisers is not None:
             normaliser = frozen_normalisers[modality]
-            if list(normaliser.feature_names_in_) != feats:
+            names = getattr(normaliser, "feature_names_in_", None)
+            if names is None or list(names) != feats:
                 msg = f"frozen normaliser of {modality!r} was fitted on other features than the training matrix holds."
                 raise ValueError(msg)
         else:
-            normaliser = normaliser_from_spec(dict(spec)).fit(frame)
+            # Samples lacking the whole modality do not take part in fitting its normaliser,
+            # exactly as in the normalise step (they are not in the modality's file).
+            present = ~np.isnan(frame.to_numpy()).all(axis=1)
+            normaliser = normaliser_from_spec(dict(spec)).fit(frame[present])
         inputs[modality] = feats
         normalisers[modality] = normaliser
         blocks.append(normaliser.transform(frame))

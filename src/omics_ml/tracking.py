@@ -337,7 +337,7 @@ def log_pipeline_run(
         try:
             champion = client.get_model_version_by_alias(model_name, CHAMPION)
             champion_value = float(champion.tags.get(f"holdout_{metric}", "nan"))
-            champion_version = champion.version
+            champion_version = str(champion.version)
         except mlflow.exceptions.MlflowException:
             champion_value, champion_version = None, None
         promote, reason = promotion_decision(rule, metric, new_value, champion_value)

@@ -34,41 +34,17 @@ MIRNA_SPEC = {
 }
 
 
-def _expected_failed_checks(estimator: ModalityNormaliser) -> dict[str, str]:
-    return {
-        # src/omics_ml/normalise.py: transform always returns float32 by design, but
-        # __sklearn_tags__ keeps the default transformer_tags.preserves_dtype == ["float64"].
-        "check_transformer_preserve_dtypes": (
-            "transform returns float32 for float64 input while the tags claim float64 is "
-            "preserved (tags should set transformer_tags.preserves_dtype = [])"
-        ),
-        # The one-sample error says 'on 1 training samples', which matches none of the
-        # patterns sklearn asks for ('1 sample', 'n_samples=1', ...).
-        "check_fit2d_1sample": (
-            "fit on one sample raises 'no feature passes the filters ... on 1 training "
-            "samples', not a message naming n_samples=1 / 1 sample"
-        ),
-    }
-
-
 @parametrize_with_checks(
     [
         ModalityNormaliser(),
         ModalityNormaliser(scaling="median"),
         ModalityNormaliser(scaling="quantile"),
     ],
-    expected_failed_checks=_expected_failed_checks,
-    xfail_strict=True,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalise.py __sklearn_tags__ does not clear transformer_tags.preserves_dtype "
-    "although transform always returns float32",
-)
 def test_tags_do_not_claim_float64_is_preserved():
     from sklearn.utils import get_tags
 
@@ -155,9 +131,9 @@ def test_unknown_scaling_raises():
 @pytest.mark.parametrize("log_transform", [False, True])
 def test_json_round_trip_transforms_identically(scaling: str, log_transform: bool):
     X = _data_with_nan()
-    fitted = ModalityNormaliser(
-        scaling=scaling, log_transform=log_transform, top_variance=9
-    ).fit(pd.DataFrame(X, columns=[f"g{i}" for i in range(X.shape[1])]))
+    fitted = ModalityNormaliser(scaling=scaling, log_transform=log_transform, top_variance=9).fit(
+        pd.DataFrame(X, columns=[f"g{i}" for i in range(X.shape[1])])
+    )
     state = json.loads(json.dumps(fitted.to_json()))
     restored = ModalityNormaliser.from_json(state)
     new = pd.DataFrame(_data_with_nan(seed=1, n=15), columns=fitted.feature_names_in_)
@@ -238,10 +214,8 @@ def _reference_quantile_map(Z: np.ndarray, reference: np.ndarray) -> np.ndarray:
         n = int(observed.sum())
         if n == 0:
             continue
-        if n == 1:
-            fraction = np.array([0.5])
-        else:
-            fraction = (rankdata(row[observed]) - 1.0) / (n - 1.0)
+        # one observed value sits at the reference median; otherwise rank / (n - 1)
+        fraction = np.array([0.5]) if n == 1 else (rankdata(row[observed]) - 1.0) / (n - 1.0)
         out[i, observed] = np.interp(fraction, grid, reference)
     return out
 
@@ -285,12 +259,6 @@ def test_min_variance_drops_constant_feature():
     assert normaliser.variance_[3] == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalise.py fit: np.nanvar of a constant column is ~1e-30, not 0, when the mean is "
-    "inexact in floating point (e.g. 4.2, or almost any value after log2), so "
-    "'variance > min_variance' with the default min_variance=0.0 keeps constant features",
-)
 @pytest.mark.parametrize(("constant", "log_transform"), [(4.2, False), (1000.0, True)])
 def test_min_variance_drops_any_constant_feature(constant: float, log_transform: bool):
     X = np.abs(_base())
@@ -468,12 +436,11 @@ def test_normalise_modality_file_ignores_holdout_values(tmp_path: Path):
     # the holdout raw values did change, so the check above is not vacuous
     hold = original.obs_names.isin(holdout)
     np.testing.assert_allclose(
-        np.asarray(altered.layers["raw"])[hold], np.asarray(original.layers["raw"])[hold] * 10,
+        np.asarray(altered.layers["raw"])[hold],
+        np.asarray(original.layers["raw"])[hold] * 10,
         rtol=1e-6,
     )
-    np.testing.assert_array_equal(
-        np.asarray(altered.X)[~hold], np.asarray(original.X)[~hold]
-    )
+    np.testing.assert_array_equal(np.asarray(altered.X)[~hold], np.asarray(original.X)[~hold])
 
 
 def test_normalise_modality_file_without_development_samples_raises(tmp_path: Path):

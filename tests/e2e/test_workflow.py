@@ -1,0 +1,309 @@
+"""End-to-end: the real Snakemake workflow on the bundled TCGA breast cohort, a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "resources" / "example"
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.e2e
+
+
+def write_config(directory: Path, *, data: Path = EXAMPLE, **overrides: dict) -> Path:
+    """The example config with absolute paths into ``data``, and section overrides."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key in ("samples", "outcomes"):
+        config["cohort"][key] = str(data / Path(config["cohort"][key]).name)
+    for spec in config["modalities"].values():
+        spec["path"] = str(data / Path(spec["path"]).name)
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_workflow(
+    workdir: Path, config: Path, *targets: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        "--show-failed-logs",
+        *targets,
+    ]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("example_run")
+    run_workflow(workdir, write_config(workdir))
+    return workdir
+
+
+def test_workflow_outputs_and_metrics(example_run: Path) -> None:
+    results = example_run / "results"
+    cv = read_json(results / "evaluate/cv_metrics.json")
+    holdout = read_json(results / "evaluate/holdout_metrics.json")
+    # Subtype is strongly encoded in these omics: a working pipeline is far above chance (1/3).
+    assert cv["metrics"]["balanced_accuracy"]["estimate"] > 0.8
+    assert holdout["metrics"]["balanced_accuracy"]["estimate"] > 0.7
+    for metrics in (cv["metrics"], holdout["metrics"]):
+        for value in metrics.values():
+            assert value["lower"] <= value["estimate"] <= value["upper"]
+    assert cv["n_samples"] + holdout["n_samples"] == 150
+    assert len(cv["per_fold"]) == 5
+    oof = pd.read_parquet(results / "evaluate/oof_predictions.parquet")
+    splits = read_json(results / "split/splits.json")
+    assert sorted(oof["sample_id"]) == sorted(splits["development"])
+    assert not set(oof["sample_id"]) & set(splits["holdout"])
+    for png in ("cv_confusion", "cv_roc", "holdout_confusion", "holdout_roc"):
+        assert (results / f"evaluate/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (results / "report/report.html").read_text()
+    assert "Locked holdout" in report and "data:image/png;base64," in report
+    state = read_json(results / "final/model/state.json")
+    params = {
+        m: read_json(results / f"normalise/{m}.params.json")["normaliser"]
+        for m in ("mrna", "mirna", "protein")
+    }
+    # The registered model carries exactly the development-fitted normalisation.
+    assert {m["name"]: m["normaliser"] for m in state["modalities"]} == params
+    assert not list((results / "final/model").glob("*.pkl"))
+
+
+def test_mlflow_store_runs_and_registry(example_run: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    info = read_json(example_run / "results/register/model.json")
+    client = MlflowClient(tracking_uri=info["tracking_uri"], registry_uri=info["tracking_uri"])
+    parent = client.get_run(info["run_id"])
+    assert parent.data.metrics["holdout_balanced_accuracy"] > 0.7
+    assert "cv_balanced_accuracy_ci_lower" in parent.data.metrics
+    assert parent.data.params["split.n_splits"] == "5"
+    assert (
+        len(parent.data.tags["git_commit"]) in (7, 40)
+        or parent.data.tags["git_commit"] == "unknown"
+    )
+    children = client.search_runs(
+        [info["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{info['run_id']}'"
+    )
+    assert sorted(r.info.run_name for r in children) == [f"fold_{k}" for k in range(5)]
+    assert all("balanced_accuracy" in r.data.metrics for r in children)
+    champion = client.get_model_version_by_alias(info["model_name"], "champion")
+    assert str(champion.version) == info["model_version"] == "1"
+    assert champion.run_id == info["run_id"]
+    artifacts = {a.path for a in client.list_artifacts(info["run_id"], "report")}
+    assert "report/report.html" in artifacts
+    oof = client.download_artifacts(
+        info["run_id"], "predictions/oof_predictions.csv", str(example_run)
+    )
+    logged = pd.read_csv(oof)
+    raw_ids = set(
+        pd.read_parquet(example_run / "results/evaluate/oof_predictions.parquet")["sample_id"]
+    )
+    assert not set(logged["sample_id"]) & raw_ids  # pseudonymised before reaching MLflow
+
+
+def _holdout_files(example_run: Path, directory: Path) -> list[str]:
+    """Raw files (in the example's own formats) of the locked-holdout patients, all three modalities."""
+    holdout = read_json(example_run / "results/split/splits.json")["holdout"]
+    directory.mkdir(parents=True, exist_ok=True)
+    pl.read_csv(EXAMPLE / "mrna.csv").filter(pl.col("sample_id").is_in(holdout)).write_csv(
+        directory / "mrna.csv"
+    )
+    pl.read_parquet(EXAMPLE / "protein.parquet").filter(
+        pl.col("sample_id").is_in(holdout)
+    ).write_parquet(directory / "protein.parquet")
+    mirna = pl.read_csv(EXAMPLE / "mirna.tsv", separator="\t")
+    mirna.select(["feature_id", *holdout]).write_csv(directory / "mirna.tsv", separator="\t")
+    return holdout
+
+
+def _predict_cli(example_run: Path, inputs: list[str], output: Path) -> pd.DataFrame:
+    info = read_json(example_run / "results/register/model.json")
+    cmd = [
+        str(BIN / "omics-ml"),
+        "predict",
+        "--model",
+        info["champion_uri"],
+        "--tracking-uri",
+        info["tracking_uri"],
+        "--input",
+        *inputs,
+        "--output",
+        str(output),
+    ]
+    result = subprocess.run(cmd, cwd=example_run, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return pd.read_csv(output)
+
+
+def test_predict_fresh_process_matches_training_on_holdout(
+    example_run: Path, tmp_path: Path
+) -> None:
+    holdout = _holdout_files(example_run, tmp_path / "holdout")
+    predicted = _predict_cli(example_run, [str(tmp_path / "holdout")], tmp_path / "holdout.csv")
+    assert sorted(predicted["sample_id"]) == sorted(holdout)
+    assert predicted["missing_modalities"].isna().all()
+    expected = pd.read_parquet(example_run / "results/final/holdout_predictions.parquet").set_index(
+        "sample_id"
+    )
+    expected = expected.loc[predicted["sample_id"]]
+    prob_cols = [c for c in predicted.columns if c.startswith("prob_")]
+    assert prob_cols == ["prob_Basal", "prob_Her2", "prob_LumA"]
+    np.testing.assert_allclose(
+        predicted[prob_cols].to_numpy(), expected[prob_cols].to_numpy(), rtol=0, atol=1e-6
+    )
+    assert (predicted["predicted_class"].to_numpy() == expected["predicted_class"].to_numpy()).all()
+
+
+def test_predict_new_patients_without_protein(example_run: Path, tmp_path: Path) -> None:
+    predicted = _predict_cli(example_run, [str(EXAMPLE / "new_patients")], tmp_path / "new.csv")
+    truth = pd.read_csv(EXAMPLE / "new_patients/outcomes.csv")
+    assert len(predicted) == len(truth) == 70
+    assert (predicted["missing_modalities"] == "protein").all()
+    np.testing.assert_allclose(predicted.filter(like="prob_").sum(axis=1), 1.0, atol=1e-9)
+    merged = predicted.merge(truth, on="sample_id", validate="1:1")
+    from sklearn.metrics import balanced_accuracy_score
+
+    # Never-seen patients lacking a whole modality are still classified well above chance.
+    assert balanced_accuracy_score(merged["subtype"], merged["predicted_class"]) > 0.7
+
+
+def test_rerun_registers_new_version_by_rule(example_run: Path) -> None:
+    run_workflow(example_run, example_run / "config.yaml", "--forcerun", "register_model")
+    info = read_json(example_run / "results/register/model.json")
+    assert info["model_version"] == "2"
+    # Same data, config and seed: the holdout metric ties, and if_better promotes on a tie.
+    assert info["promoted"] and "at least as good" in info["promotion_reason"]
+    assert info["previous_champion_version"] == "1"
+
+
+def test_same_seed_gives_identical_results(example_run: Path, tmp_path: Path) -> None:
+    run_workflow(
+        tmp_path,
+        write_config(tmp_path),
+        "results/evaluate/cv_metrics.json",
+        "results/evaluate/holdout_metrics.json",
+    )
+    for name in ("evaluate/cv_metrics.json", "evaluate/holdout_metrics.json", "split/splits.json"):
+        assert read_json(tmp_path / "results" / name) == read_json(example_run / "results" / name)
+    for name in ("evaluate/oof_predictions.parquet", "final/holdout_predictions.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "results" / name),
+            pd.read_parquet(example_run / "results" / name),
+        )
+    for name in ("final/model/booster.ubj", "final/model/state.json"):
+        assert (tmp_path / "results" / name).read_bytes() == (
+            example_run / "results" / name
+        ).read_bytes()
+
+
+def test_changing_holdout_values_changes_no_fitted_parameter(
+    example_run: Path, tmp_path: Path
+) -> None:
+    holdout = read_json(example_run / "results/split/splits.json")["holdout"]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("samples.csv", "outcomes.csv"):
+        (data / name).write_bytes((EXAMPLE / name).read_bytes())
+    is_holdout = pl.col("sample_id").is_in(holdout)
+    mrna = pl.read_csv(EXAMPLE / "mrna.csv")
+    mrna.with_columns(
+        pl.when(is_holdout).then(pl.exclude("sample_id") * 3 + 5).otherwise(pl.exclude("sample_id"))
+    ).write_csv(data / "mrna.csv")
+    protein = pl.read_parquet(EXAMPLE / "protein.parquet")
+    protein.with_columns(
+        pl.when(is_holdout).then(pl.exclude("sample_id") - 2).otherwise(pl.exclude("sample_id"))
+    ).write_parquet(data / "protein.parquet")
+    mirna = pl.read_csv(EXAMPLE / "mirna.tsv", separator="\t")
+    mirna.with_columns([pl.col(s) * 0.5 for s in holdout]).write_csv(
+        data / "mirna.tsv", separator="\t"
+    )
+    workdir = tmp_path / "run"
+    targets = ["results/final/model/state.json"]
+    run_workflow(workdir, write_config(workdir, data=data), *targets)
+    for modality in ("mrna", "mirna", "protein"):
+        name = f"normalise/{modality}.params.json"
+        assert read_json(workdir / "results" / name) == read_json(example_run / "results" / name)
+    for name in ("final/model/state.json", "final/model/booster.ubj"):
+        assert (workdir / "results" / name).read_bytes() == (
+            example_run / "results" / name
+        ).read_bytes()
+    # ...while the holdout predictions do see the changed values.
+    assert (workdir / "results/final/holdout_predictions.parquet").read_bytes() != (
+        example_run / "results/final/holdout_predictions.parquet"
+    ).read_bytes()
+
+
+def test_negative_control_scores_at_chance(tmp_path: Path) -> None:
+    config = write_config(tmp_path, negative_control={"permute_labels": True})
+    run_workflow(tmp_path, config, "results/evaluate/cv_metrics.json")
+    cv = read_json(tmp_path / "results/evaluate/cv_metrics.json")
+    chance = 1 / 3
+    # 120 out-of-fold samples: the standard error of balanced accuracy at chance is about 0.045.
+    assert abs(cv["metrics"]["balanced_accuracy"]["estimate"] - chance) < 0.15
+    assert cv["metrics"]["roc_auc_ovr"]["estimate"] < 0.65
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "expected"),
+    [
+        ("split", {"n_split": 3}, "'n_split' was unexpected"),
+        ("split", {"n_splits": "five"}, "'five' is not of type 'integer'"),
+        ("model", {"max_depth": 0}, "0 is less than the minimum of 1"),
+    ],
+)
+def test_bad_config_names_the_key(
+    tmp_path: Path, section: str, values: dict, expected: str
+) -> None:
+    result = run_workflow(tmp_path, write_config(tmp_path, **{section: values}), "-n", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def test_bad_input_fails_in_validate_with_the_file_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("samples.csv", "outcomes.csv", "mirna.tsv", "protein.parquet"):
+        (data / name).write_bytes((EXAMPLE / name).read_bytes())
+    text = (EXAMPLE / "mrna.csv").read_text().splitlines()
+    fields = text[5].split(",")
+    fields[3] = "high"
+    text[5] = ",".join(fields)
+    (data / "mrna.csv").write_text("\n".join(text) + "\n")
+    workdir = tmp_path / "run"
+    result = run_workflow(workdir, write_config(workdir, data=data), check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs/validate_inputs.log").read_text()
+    assert "mrna.csv" in log and "'high'" in log and "data row 5" in log
+    assert not (workdir / "results/validate/qc.json").exists()
