@@ -6,7 +6,6 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -25,7 +24,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from omics_ml.io import read_json, write_json
+from omics_ml.io import atomic_output, read_json, write_json
 
 __all__ = [
     "METRICS",
@@ -271,10 +270,8 @@ def aggregate_folds(
         "fold_mean": fold_values.mean().to_dict(),
         "fold_sd": fold_values.std(ddof=1).to_dict(),
     }
-    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{predictions_out}.tmp"
-    predictions.sort_values("sample_id").to_parquet(tmp, index=False)
-    os.replace(tmp, predictions_out)
+    with atomic_output(predictions_out) as tmp:
+        predictions.sort_values("sample_id").to_parquet(tmp, index=False)
     return write_evaluation(
         predictions,
         classes,

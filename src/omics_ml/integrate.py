@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-__all__ = ["FEATURE_SEPARATOR", "align_rows", "integrate_modalities", "qualified_names"]
+from omics_ml.io import atomic_output
+
+__all__ = [
+    "FEATURE_SEPARATOR",
+    "align_rows",
+    "integrate_modalities",
+    "qualified_names",
+    "raw_input_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +39,13 @@ def align_rows(values: np.ndarray, row_ids: Sequence[str], target_ids: Sequence[
     present = index >= 0
     out[present] = values[index[present]]
     return out
+
+
+def raw_input_frame(adata: ad.AnnData) -> pd.DataFrame:
+    """The model's raw input table of integrated samples: ``sample_id`` then ``modality:feature``."""
+    frame = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
+    frame.insert(0, "sample_id", adata.obs_names.to_numpy())
+    return frame
 
 
 def integrate_modalities(
@@ -88,9 +103,8 @@ def integrate_modalities(
         layers={"normalised": np.hstack(norm_blocks)},
     )
     adata.uns["modalities"] = list(modalities)
-    tmp = f"{h5ad_out}.tmp"
-    adata.write_h5ad(tmp)
-    os.replace(tmp, h5ad_out)
+    with atomic_output(h5ad_out) as tmp:
+        adata.write_h5ad(tmp)
     logger.info(
         "integrated %d samples x %d features from %s", adata.n_obs, adata.n_vars, list(modalities)
     )

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,7 @@ from numpy.typing import NDArray
 __all__ = [
     "InputError",
     "Matrix",
+    "atomic_output",
     "collect_table",
     "file_digest",
     "log_to_file",
@@ -254,19 +257,31 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (a failed write leaves no partial file)."""
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    A failed write therefore leaves no partial file and keeps any earlier ``path`` intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=False, allow_nan=True)
-            handle.write("\n")
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (a failed write leaves no partial file)."""
+    with atomic_output(path) as tmp, open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=False, allow_nan=True)
+        handle.write("\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

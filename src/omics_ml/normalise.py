@@ -22,7 +22,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from omics_ml.io import InputError, read_json, read_matrix, write_json
+from omics_ml.io import InputError, atomic_output, read_json, read_matrix, write_json
 
 __all__ = [
     "TYPE_DEFAULTS",
@@ -328,9 +328,8 @@ def normalise_modality_file(
     )
     adata.obs["development"] = is_dev
     adata.uns["modality"] = name
-    tmp = f"{h5ad_out}.tmp"
-    adata.write_h5ad(tmp)
-    os.replace(tmp, h5ad_out)
+    with atomic_output(h5ad_out) as tmp:
+        adata.write_h5ad(tmp)
     write_json(
         params_out,
         {

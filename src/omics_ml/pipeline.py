@@ -20,7 +20,7 @@ import xgboost as xgb
 from numpy.typing import NDArray
 
 from omics_ml.integrate import FEATURE_SEPARATOR, qualified_names
-from omics_ml.io import read_json, write_json
+from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.normalise import ModalityNormaliser, normaliser_from_spec
 from omics_ml.split import grouped_stratified_split
 
@@ -208,9 +208,8 @@ class OmicsPipeline:
             "info": self.info,
         }
         write_json(directory / STATE_FILE, state)
-        tmp = directory / f".{BOOSTER_FILE}.tmp.ubj"
-        self.booster.save_model(tmp)
-        os.replace(tmp, directory / BOOSTER_FILE)
+        with atomic_output(directory / BOOSTER_FILE) as tmp:
+            self.booster.save_model(tmp)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> OmicsPipeline:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omics_ml.io import read_json
+from omics_ml.io import atomic_output, read_json
 
 __all__ = ["render_report", "write_report"]
 
@@ -168,8 +168,5 @@ def write_report(
         state=read_json(model_state),
         plots=plots,
     )
-    out = Path(html_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    with atomic_output(html_out) as tmp:
+        tmp.write_text(text)

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
-from omics_ml.io import write_json
+from omics_ml.io import atomic_output, write_json
 
 __all__ = ["grouped_stratified_split", "make_splits", "permute_labels_by_subject", "write_splits"]
 
@@ -148,9 +148,8 @@ def write_splits(
     )
     splits["permuted_labels"] = permute_labels
     write_json(splits_out, splits)
-    tmp = f"{cohort_out}.tmp"
-    assignment.write_parquet(tmp)
-    os.replace(tmp, cohort_out)
+    with atomic_output(cohort_out) as tmp:
+        assignment.write_parquet(tmp)
     logger.info(
         "%d development and %d holdout samples; %d outer folds",
         len(splits["development"]),

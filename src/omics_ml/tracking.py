@@ -26,6 +26,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from omics_ml.evaluate import METRICS
+from omics_ml.integrate import raw_input_frame
 from omics_ml.io import read_json, write_json
 from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, model_signature
 from omics_ml.pipeline import OmicsPipeline
@@ -171,13 +172,6 @@ def _pseudonymised_csv(path: str | os.PathLike[str], key: bytes, out: Path) -> P
     return out
 
 
-def _holdout_inputs(features: str | os.PathLike[str], holdout_ids: Sequence[str]) -> pd.DataFrame:
-    adata = ad.read_h5ad(features)[list(holdout_ids)]
-    frame = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
-    frame.insert(0, "sample_id", adata.obs_names.to_numpy())
-    return frame
-
-
 def log_pipeline_run(
     *,
     config: Mapping[str, Any],
@@ -320,7 +314,7 @@ def log_pipeline_run(
 
         # The registered artifact must reproduce train_final's holdout predictions exactly.
         served = mlflow.pyfunc.load_model(version_uri).predict(
-            _holdout_inputs(features, read_json(splits)["holdout"])
+            raw_input_frame(ad.read_h5ad(features)[read_json(splits)["holdout"]])
         )
         expected = (
             pd.read_parquet(holdout_predictions).set_index("sample_id").loc[served["sample_id"]]

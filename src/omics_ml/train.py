@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -13,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from omics_ml.evaluate import classification_metrics, probability_matrix, write_evaluation
-from omics_ml.io import read_json, write_json
+from omics_ml.integrate import raw_input_frame
+from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.normalise import ModalityNormaliser
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 
@@ -36,9 +36,7 @@ def _classes(adata: ad.AnnData) -> list[str]:
 
 def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFrame:
     """Predict samples of the integrated data through the raw-input path of the pipeline."""
-    frame = pd.DataFrame(np.asarray(adata.X), columns=adata.var_names, index=adata.obs_names)
-    frame.insert(0, "sample_id", adata.obs_names)
-    predicted = pipeline.predict_frame(frame)
+    predicted = pipeline.predict_frame(raw_input_frame(adata))
     predicted.insert(1, "subject_id", adata.obs["subject_id"].astype(str).to_numpy())
     predicted.insert(2, "label", adata.obs["label"].astype(str).to_numpy())
     return predicted
@@ -111,8 +109,8 @@ def train_fold(
     pipeline.save(model_dir)
     predicted = predictions_table(pipeline, test)
     predicted["fold"] = fold
-    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
-    predicted.to_parquet(predictions_out, index=False)
+    with atomic_output(predictions_out) as tmp:
+        predicted.to_parquet(tmp, index=False)
     metrics = classification_metrics(
         predicted["label"], probability_matrix(predicted, classes), classes
     )
@@ -163,8 +161,8 @@ def train_final(
     pipeline = _fit(development, config=config, classes=classes, nthread=nthread, frozen=frozen)
     pipeline.save(model_dir)
     predicted = predictions_table(pipeline, holdout)
-    Path(predictions_out).parent.mkdir(parents=True, exist_ok=True)
-    predicted.to_parquet(predictions_out, index=False)
+    with atomic_output(predictions_out) as tmp:
+        predicted.to_parquet(tmp, index=False)
     evaluation = config.get("evaluate", {})
     return write_evaluation(
         predicted,
