@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint bench setup clean
 
 setup: $(VENV)/.installed
 
@@ -22,10 +22,14 @@ test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests workflow/scripts
-	$(BIN)/ruff format --check src tests workflow/scripts
+	$(BIN)/ruff check src tests workflow/scripts benchmarks resources
+	$(BIN)/ruff format --check src tests workflow/scripts benchmarks resources
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+
+# Count normalisation vs pydeseq2 and (where R is installed: apt-get install r-bioc-edger) edgeR.
+bench: setup
+	$(BIN)/python benchmarks/normalise_counts.py
 
 clean:
 	rm -rf results logs .snakemake

@@ -49,7 +49,7 @@ def _predict(args: argparse.Namespace) -> int:
     from omics_ml.predict import load_model, predict_files
 
     model = load_model(args.model, tracking_uri=args.tracking_uri)
-    predictions = predict_files(model, args.input)
+    predictions = predict_files(model, args.input, samples=args.samples)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="CSV file for the predictions (also printed)")
     p.add_argument(
+        "--samples",
+        help="sample sheet of the new samples with their batch labels (needed when the model "
+        "corrects batch effects)",
+    )
+    p.add_argument(
         "--tracking-uri",
         default=None,
         help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db if present)",
@@ -139,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.tracking_uri = f"sqlite:///{default_db.resolve()}"
     try:
         return args.func(args)
-    except InputError as err:
+    except (InputError, ValueError) as err:  # bad input: a message, not a traceback
         print(f"omics-ml: error: {err}", file=sys.stderr)
         return 2
 

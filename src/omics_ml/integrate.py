@@ -42,8 +42,17 @@ def align_rows(values: np.ndarray, row_ids: Sequence[str], target_ids: Sequence[
 
 
 def raw_input_frame(adata: ad.AnnData) -> pd.DataFrame:
-    """The model's raw input table of integrated samples: ``sample_id`` then ``modality:feature``."""
+    """The model's raw input table of integrated samples.
+
+    Columns: ``sample_id``, then ``modality:feature`` (floats; text features as strings, from
+    ``obs``), then the batch-label columns named in ``uns["batch_columns"]``.
+    """
     frame = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
+    for name in adata.uns.get("text_features", []):
+        frame[name] = adata.obs[name].astype(object).where(adata.obs[name].notna(), None).to_numpy()
+    for column in adata.uns.get("batch_columns", []):
+        if column in adata.obs:
+            frame[column] = adata.obs[column].astype(object).to_numpy()
     frame.insert(0, "sample_id", adata.obs_names.to_numpy())
     return frame
 
@@ -69,25 +78,43 @@ def integrate_modalities(
     Returns
     -------
     anndata.AnnData
-        ``X``: raw float32 values (NaN where a sample lacks a modality), the input of every model;
-        ``layers["normalised"]``: the development-fitted normalisation (for exploration; NaN for
-        features the development filters drop); ``obs``: the cohort plus ``has_<modality>``;
-        ``var``: ``modality``, ``feature`` and ``kept`` (by the development-fitted filters).
+        ``X``: raw float32 values (NaN where a sample lacks a modality, and in text columns),
+        the input of every model; ``obs``: the cohort (batch columns included; those a modality's batch correction reads are listed in ``uns["batch_columns"]``) plus
+        ``has_<modality>`` and the text features' strings (``modality:feature``, listed in
+        ``uns["text_features"]``); ``obsm["normalised"]``: the development-fitted normalisation
+        (a DataFrame named by output feature, for exploration); ``var``: ``modality``,
+        ``feature``, ``kept`` (reaches the development-fitted output) and ``text``.
     """
     obs = pl.read_parquet(cohort).to_pandas().set_index("sample_id")
     sample_ids = obs.index.tolist()
     raw_blocks, norm_blocks, var_blocks = [], [], []
+    text_features: list[str] = []
+    batch_columns: list[str] = []
     for name, path in modalities.items():
         block = ad.read_h5ad(path)
-        raw_blocks.append(align_rows(np.asarray(block.layers["raw"]), block.obs_names, sample_ids))
-        norm_blocks.append(align_rows(np.asarray(block.X), block.obs_names, sample_ids))
+        raw_blocks.append(align_rows(np.asarray(block.X), block.obs_names, sample_ids))
+        normalised = block.obsm["normalised"]
+        norm_blocks.append(
+            pd.DataFrame(
+                align_rows(normalised.to_numpy(), block.obs_names, sample_ids),
+                index=obs.index,
+                columns=qualified_names(name, normalised.columns.tolist()),
+            )
+        )
         obs[f"has_{name}"] = pd.Index(sample_ids).isin(block.obs_names)
+        if "batch_column" in block.uns:
+            batch_columns.append(str(block.uns["batch_column"]))
+        for feature in block.var_names[block.var["text"].to_numpy(dtype=bool)]:
+            qualified = qualified_names(name, [feature])[0]
+            obs[qualified] = block.obs[f"text:{feature}"].reindex(obs.index)
+            text_features.append(qualified)
         var_blocks.append(
             pd.DataFrame(
                 {
                     "modality": name,
                     "feature": block.var_names,
                     "kept": block.var["kept"].to_numpy(),
+                    "text": block.var["text"].to_numpy(),
                 },
                 index=qualified_names(name, block.var_names.tolist()),
             )
@@ -100,8 +127,10 @@ def integrate_modalities(
         X=np.hstack(raw_blocks),
         obs=obs,
         var=var,
-        layers={"normalised": np.hstack(norm_blocks)},
+        obsm={"normalised": pd.concat(norm_blocks, axis=1)},
     )
+    adata.uns["text_features"] = text_features
+    adata.uns["batch_columns"] = list(dict.fromkeys(batch_columns))
     adata.uns["modalities"] = list(modalities)
     with atomic_output(h5ad_out) as tmp:
         adata.write_h5ad(tmp)

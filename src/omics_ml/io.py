@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,12 +51,16 @@ class Matrix:
     feature_names : list of str
         Column identifiers.
     values : ndarray of shape (n_samples, n_features), float32
-        Measurements; ``NaN`` marks a missing value.
+        Measurements; ``NaN`` marks a missing value (and fills text columns).
+    text : dict of str to ndarray of object
+        Text (categorical) columns by feature name, one string or ``None`` per sample; only
+        filled by :func:`read_matrix` with ``allow_text=True``.
     """
 
     sample_ids: list[str]
     feature_names: list[str]
     values: NDArray[np.float32]
+    text: dict[str, NDArray[np.object_]] = field(default_factory=dict)
 
 
 def log_to_file(path: str | os.PathLike[str]) -> None:
@@ -175,6 +179,7 @@ def read_matrix(
     *,
     orientation: Orientation = "samples_in_rows",
     id_column: str = "sample_id",
+    allow_text: bool = False,
 ) -> Matrix:
     """Read an omics matrix into float32 with samples in rows.
 
@@ -188,6 +193,9 @@ def read_matrix(
         the other columns are samples.
     id_column : str, default="sample_id"
         Column holding the row identifiers.
+    allow_text : bool, default=False
+        Keep columns that are not numeric as text (categorical covariates) in
+        :attr:`Matrix.text` instead of raising; needs ``orientation="samples_in_rows"``.
 
     Returns
     -------
@@ -204,6 +212,8 @@ def read_matrix(
     if id_column not in lazy.collect_schema().names():
         lazy = scan_table(path)
     frame = collect_table(lazy, path)
+    # Parquet written from pandas may store text as categorical: read it as plain text.
+    frame = frame.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
     if id_column not in frame.columns:
         msg = (
             f"{path}: no {id_column!r} column (found {frame.columns[:5]}...). Rename the id column "
@@ -227,6 +237,14 @@ def read_matrix(
     if not value_cols:
         msg = f"{path}: no value columns besides {id_column!r}."
         raise InputError(msg)
+    text: dict[str, NDArray[np.object_]] = {}
+    if allow_text:
+        if orientation != "samples_in_rows":
+            msg = f"{path}: text (categorical) columns need orientation samples_in_rows; transpose the table."
+            raise InputError(msg)
+        text_cols = [c for c in value_cols if _first_non_numeric(frame, [c]) is not None]
+        text = {c: frame[c].cast(pl.String).to_numpy().astype(object) for c in text_cols}
+        frame = frame.with_columns([pl.lit(None, dtype=pl.Float32).alias(c) for c in text_cols])
     bad = _first_non_numeric(frame, value_cols)
     if bad is not None:
         column, row, value = bad
@@ -241,7 +259,10 @@ def read_matrix(
     row_ids = ids.to_list()
     if orientation == "samples_in_rows":
         return Matrix(
-            sample_ids=row_ids, feature_names=value_cols, values=np.ascontiguousarray(values)
+            sample_ids=row_ids,
+            feature_names=value_cols,
+            values=np.ascontiguousarray(values),
+            text=text,
         )
     return Matrix(
         sample_ids=value_cols, feature_names=row_ids, values=np.ascontiguousarray(values.T)

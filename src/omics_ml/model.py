@@ -53,10 +53,18 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
 
 
 def model_signature(pipeline: OmicsPipeline) -> ModelSignature:
-    """Signature with every raw input column optional, so a missing modality is allowed."""
+    """Signature with every raw input column optional, so a missing modality is allowed.
+
+    Numeric features are doubles; text (categorical) features and batch labels are strings.
+    """
+    text = set(pipeline.text_columns)
     inputs = Schema(
         [ColSpec("string", "sample_id", required=False)]
-        + [ColSpec("double", c, required=False) for c in pipeline.input_columns]
+        + [
+            ColSpec("string" if c in text else "double", c, required=False)
+            for c in pipeline.input_columns
+        ]
+        + [ColSpec("string", c, required=False) for c in pipeline.batch_columns]
     )
     outputs = Schema(
         [ColSpec("string", "sample_id"), ColSpec("string", "predicted_class")]

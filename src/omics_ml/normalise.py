@@ -1,272 +1,340 @@
-"""Per-modality normalisation fitted on training samples and frozen as JSON.
+"""Per-modality normalisation: a chain of frozen steps chosen in the config, fitted on development samples.
 
-A :class:`ModalityNormaliser` applies, in order: an optional log2 transform, feature filters
-(missingness, variance, top-variance) and a per-sample scaling to a reference (median or quantile).
-Every learned quantity (kept features, reference median, reference quantiles) comes from the
-samples passed to :meth:`ModalityNormaliser.fit`; :meth:`~ModalityNormaliser.transform` applies
-the frozen state to any sample, one new patient included.
+Each modality's config entry names its steps under ``normalisation`` (a list of
+``{method: <name>, <parameter>: <value>, ...}``); when it is left out, the defaults of the
+modality's ``type`` apply (:data:`TYPE_DEFAULT_STEPS`). :class:`ModalityNormaliser` runs the steps
+in order, fits every one on the development samples only, and freezes their state as JSON: the
+training rules and the registered model apply the same chain to a new patient.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from omics_ml.io import InputError, atomic_output, read_json, read_matrix, write_json
+from omics_ml.transforms import STEP_REGISTRY, FrozenTransform, step_from_json
 
 __all__ = [
-    "TYPE_DEFAULTS",
+    "METHODS",
+    "TYPE_DEFAULT_STEPS",
     "ModalityNormaliser",
+    "build_step",
+    "modality_frame",
     "normalise_modality_file",
     "normaliser_from_spec",
+    "resolve_steps",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Default log transform and scaling for each modality type (used when the config leaves them null).
-TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rnaseq_counts": {"log_transform": True, "scaling": "median"},
-    "proteomics": {"log_transform": True, "scaling": "median"},
-    "metabolomics": {"log_transform": True, "scaling": "median"},
-    "transcriptomics": {"log_transform": False, "scaling": "median"},
-    "methylation": {"log_transform": False, "scaling": "none"},
-    "genotype": {"log_transform": False, "scaling": "none"},
-    "clinical": {"log_transform": False, "scaling": "none"},
-    "other": {"log_transform": False, "scaling": "none"},
+#: Config method name -> step class (in :mod:`omics_ml.transforms`).
+METHODS: dict[str, str] = {
+    # generic
+    "log2": "Log2",
+    "missingness_filter": "MissingnessFilter",
+    "variance_filter": "VarianceFilter",
+    "median_scaling": "MedianScaling",
+    "quantile_normalisation": "QuantileNormalisation",
+    "feature_scaling": "FeatureScaling",
+    # RNA-seq counts
+    "filter_by_expr": "FilterByExpr",
+    "count_normalisation": "CountNormaliser",
+    # proteomics
+    "detection_filter": "DetectionFilter",
+    "left_censored_imputation": "LeftCensoredImputer",
+    # metabolomics
+    "pqn": "ProbabilisticQuotientNormalisation",
+    "glog": "GeneralisedLog",
+    # methylation, genotype, clinical
+    "beta_to_m": "BetaToM",
+    "genotype_qc": "GenotypeQC",
+    "clinical_encoding": "ClinicalEncoder",
+    # batch correction
+    "combat": "ComBat",
 }
-_SCALINGS = ("none", "median", "quantile")
-_STATE_VERSION = 1
+
+#: Steps used for a modality ``type`` when its config entry has no ``normalisation`` list.
+TYPE_DEFAULT_STEPS: dict[str, list[dict[str, Any]]] = {
+    "rnaseq_counts": [
+        {"method": "filter_by_expr"},
+        {"method": "count_normalisation", "library_size": "tmm", "transformation": "log_cpm"},
+    ],
+    "proteomics": [
+        {"method": "detection_filter", "min_detection_rate": 0.5},
+        {"method": "left_censored_imputation", "imputation": "half_minimum"},
+        {"method": "log2", "pseudocount": 0.0},
+        {"method": "median_scaling"},
+    ],
+    "metabolomics": [
+        {"method": "missingness_filter", "max_missing_fraction": 0.5},
+        {"method": "pqn"},
+        {"method": "glog"},
+    ],
+    "transcriptomics": [
+        {"method": "missingness_filter", "max_missing_fraction": 0.5},
+        {"method": "variance_filter"},
+        {"method": "median_scaling"},
+    ],
+    "methylation": [
+        {"method": "missingness_filter", "max_missing_fraction": 0.5},
+        {"method": "beta_to_m"},
+        {"method": "variance_filter"},
+    ],
+    "genotype": [{"method": "genotype_qc"}],
+    "clinical": [{"method": "clinical_encoding"}],
+    "other": [
+        {"method": "missingness_filter", "max_missing_fraction": 0.5},
+        {"method": "variance_filter"},
+    ],
+}
+
+#: Config keys renamed for a step because ``method`` names the step itself: ``imputation`` of
+#: ``left_censored_imputation`` and ``scaling`` of ``feature_scaling`` are the steps' ``method``.
+_RENAMED_PARAMS: dict[str, dict[str, str]] = {
+    "left_censored_imputation": {"imputation": "method"},
+    "feature_scaling": {"scaling": "method"},
+}
 
 
-class ModalityNormaliser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Log transform, filter features and scale samples to a frozen reference.
+def resolve_steps(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The step entries of one modality: its ``normalisation`` list or its type's defaults."""
+    steps = spec.get("normalisation")
+    if steps is None:
+        kind = spec.get("type") or "other"
+        steps = TYPE_DEFAULT_STEPS.get(kind, TYPE_DEFAULT_STEPS["other"])
+    return [dict(step) for step in steps]
+
+
+def build_step(entry: Mapping[str, Any], *, where: str = "normalisation") -> FrozenTransform:
+    """An unfitted step from one config entry ``{method: name, **parameters}``.
+
+    Raises
+    ------
+    InputError
+        Naming the config key, for an unknown method or parameter.
+    """
+    entry = dict(entry)
+    method = entry.pop("method", None)
+    if method not in METHODS:
+        msg = f"config: {where}: unknown method {method!r}; use one of {sorted(METHODS)}."
+        raise InputError(msg)
+    renamed = _RENAMED_PARAMS.get(method, {})
+    params = {renamed.get(k, k): v for k, v in entry.items()}
+    cls = STEP_REGISTRY[METHODS[method]]
+    try:
+        return cls(**params)
+    except TypeError as err:
+        back = {v: k for k, v in renamed.items()}
+        allowed = sorted(back.get(a, a) for a in cls().get_params())
+        msg = f"config: {where}: method {method!r} got an unknown parameter ({err}); its parameters are {allowed}."
+        raise InputError(msg) from err
+
+
+def normaliser_from_spec(spec: Mapping[str, Any], *, name: str = "modality") -> ModalityNormaliser:
+    """An unfitted :class:`ModalityNormaliser` configured from a modality's config entry."""
+    steps = [
+        build_step(entry, where=f"modalities.{name}.normalisation[{i}]")
+        for i, entry in enumerate(resolve_steps(spec))
+    ]
+    batch_column = spec.get("batch_column") or "batch"
+    return ModalityNormaliser(steps, batch_column=batch_column)
+
+
+def _as_float(data: pd.DataFrame | NDArray[Any]) -> NDArray[np.float64]:
+    if isinstance(data, pd.DataFrame):
+        return data.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(data, dtype=np.float64)
+
+
+def _present_rows(frame: pd.DataFrame) -> NDArray[np.bool_]:
+    """Samples with at least one value of the modality (others lack the modality entirely)."""
+    return frame.notna().to_numpy().any(axis=1)
+
+
+class ModalityNormaliser:
+    """An ordered chain of fitted steps that turns one modality's raw values into features.
 
     Parameters
     ----------
-    log_transform : bool, default=False
-        Apply ``log2(x + pseudocount)`` first; negative values are then an error.
-    pseudocount : float, default=1.0
-        Added before the log transform.
-    scaling : {"none", "median", "quantile"}, default="none"
-        ``median`` shifts each sample so that its median over the kept features equals the
-        reference median (the median of the training samples' medians). ``quantile`` maps each
-        sample's ranks onto the reference distribution (the mean of the training samples'
-        quantiles), ignoring missing values. Both act on the (log) scale after filtering.
-    max_missing_fraction : float, default=0.5
-        Drop features missing in more than this fraction of the training samples.
-    min_variance : float, default=0.0
-        Drop features whose variance over the training samples is not above this.
-    top_variance : int or None, default=None
-        Keep at most this many features, the most variable in training.
+    steps : sequence of FrozenTransform
+        Steps applied in order; the first receives the raw table (a DataFrame, which the clinical
+        encoder needs for text columns), the others the previous step's float64 output.
+    batch_column : str or None, default="batch"
+        Sample-sheet column (and model input column) holding each sample's batch label; read
+        only when a step needs batches (``combat``).
 
     Attributes
     ----------
-    n_features_in_ : int
-        Number of input features seen in ``fit``.
-    keep_ : ndarray of shape (n_features_in_,), bool
-        Features that pass the filters.
-    reference_median_ : float
-        Reference median (``scaling="median"``).
-    reference_quantiles_ : ndarray of shape (n_kept,)
-        Reference distribution at evenly spaced probabilities (``scaling="quantile"``).
+    feature_names_in_ : ndarray of str
+        Raw input features seen in :meth:`fit`, in order.
+    text_features_ : list of str
+        Input features that hold text (categorical covariates).
+    feature_names_out_ : ndarray of str
+        Output feature names.
 
     Notes
     -----
-    The transform keeps only the kept features, so its output has ``keep_.sum()`` columns. A
-    sample with every value missing stays missing (XGBoost treats NaN natively).
+    Samples without any value of the modality are not fitted on and come out all-NaN, which
+    XGBoost treats as missing: one patient lacking a modality is still scored.
     """
 
-    def __init__(
-        self,
-        *,
-        log_transform: bool = False,
-        pseudocount: float = 1.0,
-        scaling: str = "none",
-        max_missing_fraction: float = 0.5,
-        min_variance: float = 0.0,
-        top_variance: int | None = None,
-    ) -> None:
-        self.log_transform = log_transform
-        self.pseudocount = pseudocount
-        self.scaling = scaling
-        self.max_missing_fraction = max_missing_fraction
-        self.min_variance = min_variance
-        self.top_variance = top_variance
+    def __init__(self, steps: Sequence[FrozenTransform], *, batch_column: str | None = "batch"):
+        self.steps = list(steps)
+        self.batch_column = batch_column
 
-    def _log(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        if not self.log_transform:
-            return X
-        if np.any(X < 0):
-            msg = "log_transform=True needs non-negative values, but X holds negative values; set log_transform: false for data already on a log scale."
-            raise ValueError(msg)
-        return np.log2(X + self.pseudocount)
+    @property
+    def uses_batch(self) -> bool:
+        """Whether a step needs batch labels."""
+        return any(step.uses_batch for step in self.steps)
 
-    def fit(self, X: ArrayLike, y: object = None) -> ModalityNormaliser:
-        """Learn the feature filters and the scaling reference from ``X``.
+    def _run(
+        self, frame: pd.DataFrame, batch: ArrayLike | None, *, fit: bool
+    ) -> NDArray[np.float64]:
+        data: pd.DataFrame | NDArray[np.float64] = frame
+        for k, step in enumerate(self.steps):
+            if k > 0 or not (self.text_features_ or type(step).__name__ == "ClinicalEncoder"):
+                data = _as_float(data)
+            kwargs = {"batch": batch} if step.uses_batch else {}
+            if fit:
+                step.fit(data, **kwargs)
+            data = step.transform(data, **kwargs)
+        return _as_float(data)
+
+    def _batch_labels(self, batch: ArrayLike | None, n: int) -> NDArray[np.object_] | None:
+        if not self.uses_batch:
+            return None
+        if batch is None:
+            return np.full(n, None, dtype=object)
+        labels = np.asarray(batch, dtype=object)
+        return np.where(pd.isna(labels), None, labels.astype(str)).astype(object)
+
+    def fit(self, X: pd.DataFrame, *, batch: ArrayLike | None = None) -> ModalityNormaliser:
+        """Fit every step in order on the samples of ``X`` that hold the modality.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Raw values of the training samples; NaN marks a missing value.
-        y : ignored
+        X : pandas.DataFrame of shape (n_samples, n_features)
+            Raw values, one column per feature; NaN (or None in text columns) marks missing.
+        batch : array-like of shape (n_samples,), optional
+            Batch label of each sample (needed by ``combat``).
 
         Returns
         -------
         self
         """
-        if self.scaling not in _SCALINGS:
-            msg = f"scaling must be one of {_SCALINGS}, got {self.scaling!r}."
+        frame = pd.DataFrame(X)
+        self.feature_names_in_ = np.asarray(frame.columns.astype(str), dtype=object)
+        self.text_features_ = [
+            str(c)
+            for c in frame.columns
+            if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()
+        ]
+        if self.text_features_ and (
+            not self.steps or type(self.steps[0]).__name__ != "ClinicalEncoder"
+        ):
+            msg = f"columns {self.text_features_[:5]} hold text; text (categorical) covariates need `clinical_encoding` as the first normalisation step (type: clinical), or fix the values if they should be numbers."
             raise ValueError(msg)
-        X = validate_data(
-            self, X, dtype=np.float64, ensure_all_finite="allow-nan", ensure_min_samples=2
-        )
-        Z = self._log(X)
-        observed = ~np.isnan(Z)
-        n_observed = observed.sum(axis=0)
-        keep = (1.0 - n_observed / Z.shape[0]) <= self.max_missing_fraction
-        keep &= n_observed >= 2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            variance = np.nanvar(Z, axis=0, ddof=1)
-            # nanvar of a constant column can be ~1e-30 from rounding: call it exactly 0
-            constant = np.nanmax(Z, axis=0) == np.nanmin(Z, axis=0)
-        variance = np.where(np.isfinite(variance) & ~constant, variance, 0.0)
-        keep &= variance > self.min_variance
-        if self.top_variance is not None and keep.sum() > self.top_variance:
-            ranked = np.argsort(-np.where(keep, variance, -np.inf), kind="stable")
-            keep = np.zeros_like(keep)
-            keep[ranked[: self.top_variance]] = True
-        if not keep.any():
-            msg = (
-                f"no feature passes the filters (max_missing_fraction={self.max_missing_fraction}, "
-                f"min_variance={self.min_variance}) on {Z.shape[0]} training samples; relax them."
-            )
+        present = _present_rows(frame)
+        if present.sum() < 2:
+            msg = f"only {int(present.sum())} development sample(s) hold any value of this modality; at least 2 are needed to fit its normalisation."
             raise ValueError(msg)
-        self.keep_ = keep
-        self.variance_ = variance
-        Zk = Z[:, keep]
-        self.reference_median_ = 0.0
-        self.reference_quantiles_ = np.empty(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if self.scaling == "median":
-                self.reference_median_ = float(np.nanmedian(np.nanmedian(Zk, axis=1)))
-            elif self.scaling == "quantile":
-                probs = np.linspace(0.0, 1.0, Zk.shape[1])
-                per_sample = np.nanquantile(Zk, probs, axis=1)  # (n_kept, n_samples)
-                self.reference_quantiles_ = np.nanmean(per_sample, axis=1)
+        labels = self._batch_labels(batch, len(frame))
+        labels = labels[present] if labels is not None else None
+        self._run(frame.loc[present], labels, fit=True)
+        names: NDArray[np.object_] = self.feature_names_in_
+        for step in self.steps:
+            names = np.asarray(step.get_feature_names_out(names), dtype=object)
+        self.feature_names_out_ = names
         return self
 
-    def transform(self, X: ArrayLike) -> NDArray[np.float32]:
-        """Apply the frozen transform.
+    def transform(self, X: pd.DataFrame, *, batch: ArrayLike | None = None) -> NDArray[np.float32]:
+        """Apply the frozen chain; rows without any value of the modality come out all-NaN.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features_in_)
-            Raw values; NaN marks a missing value.
+        X : pandas.DataFrame of shape (n_samples, n_features_in)
+            Raw values with the columns of :attr:`feature_names_in_`, in that order.
+        batch : array-like of shape (n_samples,), optional
+            Batch labels (for ``combat``); a missing label counts as an unseen batch.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_kept), float32
+        ndarray of shape (n_samples, n_features_out), float32
         """
-        check_is_fitted(self, "keep_")
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
-        Zk = self._log(X)[:, self.keep_]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if self.scaling == "median":
-                Zk = Zk - np.nanmedian(Zk, axis=1, keepdims=True) + self.reference_median_
-            elif self.scaling == "quantile":
-                Zk = self._quantile_map(Zk)
-        return Zk.astype(np.float32)
+        frame = pd.DataFrame(X)
+        if list(frame.columns.astype(str)) != list(self.feature_names_in_):
+            msg = "input columns differ from the features the normaliser was fitted on; pass them in the same order."
+            raise ValueError(msg)
+        out = np.full((len(frame), len(self.feature_names_out_)), np.nan, dtype=np.float32)
+        present = _present_rows(frame)
+        if present.any():
+            labels = self._batch_labels(batch, len(frame))
+            labels = labels[present] if labels is not None else None
+            out[present] = self._run(frame.loc[present], labels, fit=False)
+        return out
 
-    def _quantile_map(self, Zk: NDArray[np.float64]) -> NDArray[np.float64]:
-        ranks = rankdata(Zk, axis=1, nan_policy="omit")  # NaN stays NaN, ties averaged
-        n_obs = np.sum(~np.isnan(Zk), axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = np.where(n_obs > 1, (ranks - 1.0) / (n_obs - 1.0), 0.5)
-        grid = np.linspace(0.0, 1.0, self.reference_quantiles_.size)
-        mapped = np.interp(np.nan_to_num(fraction, nan=0.0), grid, self.reference_quantiles_)
-        return np.where(np.isnan(Zk), np.nan, mapped)
+    def get_feature_names_out(self) -> NDArray[np.object_]:
+        """Names of the output features."""
+        return self.feature_names_out_
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = []  # always returns float32
-        return tags
+    def kept_inputs(self) -> NDArray[np.bool_]:
+        """Which input features reach the output (directly, or one-hot expanded)."""
+        out = pd.Index(self.feature_names_out_.astype(str))
+        names = self.feature_names_in_.astype(str)
+        kept = np.isin(names, out)
+        if any("=" in name for name in out):
+            stems = {name.split("=", 1)[0] for name in out}
+            kept |= np.isin(names, list(stems))
+        return kept
 
-    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> NDArray[np.object_]:
-        """Names of the kept features."""
-        check_is_fitted(self, "keep_")
-        names = super().get_feature_names_out(input_features)
-        return names[self.keep_]
+    def describe(self) -> list[str]:
+        """Step class names with their parameters, for logs and reports."""
+        return [f"{type(s).__name__}({s.get_params()})" for s in self.steps]
 
     def to_json(self) -> dict[str, Any]:
-        """Fitted state as a JSON-serialisable dict (no pickle)."""
-        check_is_fitted(self, "keep_")
+        """Fitted state of the whole chain as a JSON-serialisable dict (no pickle)."""
         return {
-            "state_version": _STATE_VERSION,
-            "params": self.get_params(),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (
-                [str(n) for n in self.feature_names_in_]
-                if hasattr(self, "feature_names_in_")
-                else None
-            ),
-            "keep": [bool(k) for k in self.keep_],
-            "variance": [float(v) for v in self.variance_],
-            "reference_median": float(self.reference_median_),
-            "reference_quantiles": [float(q) for q in self.reference_quantiles_],
+            "state_version": 2,
+            "batch_column": self.batch_column,
+            "feature_names_in": [str(n) for n in self.feature_names_in_],
+            "text_features": list(self.text_features_),
+            "feature_names_out": [str(n) for n in self.feature_names_out_],
+            "steps": [step.to_json() for step in self.steps],
         }
 
     @classmethod
-    def from_json(cls, state: dict[str, Any]) -> ModalityNormaliser:
-        """Rebuild a fitted normaliser from :meth:`to_json` output."""
-        if state.get("state_version") != _STATE_VERSION:
-            msg = f"unsupported normaliser state_version {state.get('state_version')!r}; expected {_STATE_VERSION}."
+    def from_json(cls, state: Mapping[str, Any]) -> ModalityNormaliser:
+        """Rebuild a fitted chain from :meth:`to_json` output."""
+        if state.get("state_version") != 2:
+            msg = f"unsupported normaliser state_version {state.get('state_version')!r}; retrain the model with this omics-ml version."
             raise ValueError(msg)
-        obj = cls(**state["params"])
-        obj.n_features_in_ = int(state["n_features_in"])
-        if state.get("feature_names_in") is not None:
-            obj.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
-        obj.keep_ = np.asarray(state["keep"], dtype=bool)
-        obj.variance_ = np.asarray(state["variance"], dtype=np.float64)
-        obj.reference_median_ = float(state["reference_median"])
-        obj.reference_quantiles_ = np.asarray(state["reference_quantiles"], dtype=np.float64)
+        obj = cls([step_from_json(s) for s in state["steps"]], batch_column=state["batch_column"])
+        obj.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        obj.text_features_ = list(state["text_features"])
+        obj.feature_names_out_ = np.asarray(state["feature_names_out"], dtype=object)
         return obj
 
 
-def resolve_settings(spec: dict[str, Any]) -> dict[str, Any]:
-    """Normaliser keyword arguments for one modality's config entry, type defaults filled in."""
-    kind = spec.get("type", "other")
-    defaults = TYPE_DEFAULTS.get(kind, TYPE_DEFAULTS["other"])
-    log_transform = spec.get("log_transform")
-    scaling = spec.get("scaling")
-    return {
-        "log_transform": defaults["log_transform"]
-        if log_transform is None
-        else bool(log_transform),
-        "pseudocount": float(spec.get("pseudocount", 1.0)),
-        "scaling": defaults["scaling"] if scaling is None else str(scaling),
-        "max_missing_fraction": float(spec.get("max_missing_fraction", 0.5)),
-        "min_variance": float(spec.get("min_variance", 0.0)),
-        "top_variance": spec.get("top_variance"),
-    }
+def modality_frame(matrix: Any) -> pd.DataFrame:
+    """Raw table of a :class:`~omics_ml.io.Matrix`: float columns, text columns as objects."""
+    frame = pd.DataFrame(
+        matrix.values.astype(np.float64), columns=matrix.feature_names, index=matrix.sample_ids
+    )
+    for name, values in matrix.text.items():
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
 
 
-def normaliser_from_spec(spec: dict[str, Any]) -> ModalityNormaliser:
-    """An unfitted :class:`ModalityNormaliser` configured from a modality's config entry."""
-    return ModalityNormaliser(**resolve_settings(spec))
+def _wants_text(spec: Mapping[str, Any]) -> bool:
+    return any(step.get("method") == "clinical_encoding" for step in resolve_steps(spec))
 
 
 def normalise_modality_file(
@@ -274,6 +342,7 @@ def normalise_modality_file(
     spec: dict[str, Any],
     *,
     splits: str | os.PathLike[str],
+    cohort: str | os.PathLike[str] | None = None,
     h5ad_out: str | os.PathLike[str],
     params_out: str | os.PathLike[str],
 ) -> None:
@@ -284,50 +353,69 @@ def normalise_modality_file(
     name : str
         Modality name (the config key).
     spec : dict
-        The modality's config entry (``path``, ``orientation``, ``id_column``, normalisation keys).
+        The modality's config entry (``path``, ``orientation``, ``id_column``, ``normalisation``,
+        ``batch_column``).
     splits : path-like
         ``splits.json`` written by :func:`omics_ml.split.write_splits`; only its development
         samples are used to fit.
+    cohort : path-like, optional
+        ``cohort.parquet`` of the split step; needed when a step uses batch labels.
     h5ad_out : path-like
-        AnnData with ``layers["raw"]`` (float32 raw values of every sample in the file), ``X`` the
-        development-fitted normalisation (NaN for filtered-out features) and ``var["kept"]``.
+        AnnData: ``X`` the raw float32 values of every sample in the file (NaN in text columns,
+        whose strings are in ``obs["text:<feature>"]``), ``obsm["normalised"]`` the
+        development-fitted output (a DataFrame named by output feature), ``var["kept"]``.
     params_out : path-like
-        JSON with the fitted state (:meth:`ModalityNormaliser.to_json`) and the settings.
+        JSON with the fitted state (:meth:`ModalityNormaliser.to_json`).
     """
     matrix = read_matrix(
         spec["path"],
         orientation=spec.get("orientation", "samples_in_rows"),
         id_column=spec.get("id_column", "sample_id"),
+        allow_text=_wants_text(spec),
     )
     split = read_json(splits)
     development = set(split["development"])
-    is_dev = np.fromiter(
-        (s in development for s in matrix.sample_ids), dtype=bool, count=len(matrix.sample_ids)
-    )
+    is_dev = np.isin(np.asarray(matrix.sample_ids, dtype=object), list(development))
     if not is_dev.any():
         msg = f"{spec['path']}: no development sample has modality {name!r}; it cannot be fitted."
         raise InputError(msg)
-    frame = pd.DataFrame(matrix.values[is_dev], columns=matrix.feature_names)
-    normaliser = normaliser_from_spec(spec).fit(frame)
-    transformed = np.full(matrix.values.shape, np.nan, dtype=np.float32)
-    transformed[:, normaliser.keep_] = normaliser.transform(
-        pd.DataFrame(matrix.values, columns=matrix.feature_names)
-    )
+    frame = modality_frame(matrix)
+    normaliser = normaliser_from_spec(spec, name=name)
+    batch = None
+    if normaliser.uses_batch:
+        batch = _batch_of(matrix.sample_ids, cohort, normaliser.batch_column, name)
+    try:
+        normaliser.fit(frame.loc[is_dev], batch=None if batch is None else batch[is_dev])
+        transformed = normaliser.transform(frame, batch=batch)
+    except ValueError as err:
+        msg = f"{spec['path']}: modality {name!r}: {err}"
+        raise InputError(msg) from err
+    obs = pd.DataFrame(index=pd.Index(matrix.sample_ids, name="sample_id"))
+    obs["development"] = is_dev
+    for feature, values in matrix.text.items():
+        obs[f"text:{feature}"] = pd.Categorical(values)
     adata = ad.AnnData(
-        X=transformed,
-        obs=pd.DataFrame(index=pd.Index(matrix.sample_ids, name="sample_id")),
+        X=matrix.values,
+        obs=obs,
         var=pd.DataFrame(
             {
                 "modality": name,
-                "kept": normaliser.keep_,
-                "variance_development": normaliser.variance_,
+                "kept": normaliser.kept_inputs(),
+                "text": np.isin(matrix.feature_names, normaliser.text_features_),
             },
             index=pd.Index(matrix.feature_names, name="feature"),
         ),
-        layers={"raw": matrix.values},
+        obsm={
+            "normalised": pd.DataFrame(
+                transformed,
+                index=obs.index,
+                columns=normaliser.get_feature_names_out().astype(str),
+            )
+        },
     )
-    adata.obs["development"] = is_dev
     adata.uns["modality"] = name
+    if normaliser.uses_batch:
+        adata.uns["batch_column"] = normaliser.batch_column
     with atomic_output(h5ad_out) as tmp:
         adata.write_h5ad(tmp)
     write_json(
@@ -335,15 +423,33 @@ def normalise_modality_file(
         {
             "modality": name,
             "n_development_samples": int(is_dev.sum()),
+            "steps": normaliser.describe(),
             "normaliser": normaliser.to_json(),
         },
     )
     logger.info(
-        "%s: %d samples (%d development), %d of %d features kept, scaling=%s",
+        "%s: %d samples (%d development), %d input features -> %d output features; steps: %s",
         name,
         len(matrix.sample_ids),
         int(is_dev.sum()),
-        int(normaliser.keep_.sum()),
         len(matrix.feature_names),
-        normaliser.scaling,
+        len(normaliser.get_feature_names_out()),
+        "; ".join(normaliser.describe()),
     )
+
+
+def _batch_of(
+    sample_ids: Sequence[str],
+    cohort: str | os.PathLike[str] | None,
+    column: str | None,
+    name: str,
+) -> NDArray[np.object_]:
+    """Batch label of each sample from the cohort table (written by the split step)."""
+    if cohort is None or column is None:
+        msg = f"modality {name!r}: batch correction needs batch labels; set modalities.{name}.batch_column to a sample-sheet column."
+        raise InputError(msg)
+    table = pd.read_parquet(cohort).set_index("sample_id")
+    if column not in table.columns:
+        msg = f"modality {name!r}: the sample sheet has no column {column!r} (modalities.{name}.batch_column); add each sample's batch there."
+        raise InputError(msg)
+    return table[column].reindex(list(sample_ids)).astype(object).to_numpy()

@@ -94,8 +94,7 @@ class OmicsPipeline:
         """Qualified names of the features the booster sees."""
         names: list[str] = []
         for modality, normaliser in self.normalisers.items():
-            kept = np.asarray(self.inputs[modality], dtype=object)[normaliser.keep_]
-            names.extend(qualified_names(modality, kept.tolist()))
+            names.extend(qualified_names(modality, normaliser.get_feature_names_out().tolist()))
         return names
 
     @property
@@ -103,49 +102,75 @@ class OmicsPipeline:
         """Qualified names of every raw input column the pipeline reads."""
         return [c for m, feats in self.inputs.items() for c in qualified_names(m, feats)]
 
-    def transform(self, X_raw: NDArray[np.floating], columns: Sequence[str]) -> NDArray[np.float32]:
+    @property
+    def text_columns(self) -> list[str]:
+        """Raw input columns that hold text (categorical covariates)."""
+        return [
+            c for m, n in self.normalisers.items() for c in qualified_names(m, n.text_features_)
+        ]
+
+    @property
+    def batch_columns(self) -> list[str]:
+        """Input columns with batch labels, read by modalities with batch correction."""
+        return list(
+            dict.fromkeys(str(n.batch_column) for n in self.normalisers.values() if n.uses_batch)
+        )
+
+    def _modality_block(self, frame: pd.DataFrame, modality: str) -> pd.DataFrame:
+        """The raw columns of one modality, absent ones as missing, numbers parsed."""
+        normaliser = self.normalisers[modality]
+        wanted = qualified_names(modality, self.inputs[modality])
+        present = frame.columns.intersection(wanted)
+        if 0 < len(present) < len(wanted):
+            logger.warning(
+                "%s: %d of %d input features absent from the input; treated as missing",
+                modality,
+                len(wanted) - len(present),
+                len(wanted),
+            )
+        block = frame.reindex(columns=wanted)
+        block.columns = self.inputs[modality]
+        if hasattr(normaliser, "text_features_"):
+            text = set(normaliser.text_features_)
+        else:  # not fitted yet: text columns are those the raw table holds as objects
+            text = {c for c in block.columns if block[c].dtype == object}
+        numeric = [c for c in block.columns if c not in text]
+        block[numeric] = block[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        for column in text:
+            values = block[column].astype(object)
+            block[column] = values.where(values.notna(), None)
+        return block
+
+    def transform(self, frame: pd.DataFrame) -> NDArray[np.float32]:
         """Normalise raw values with the frozen per-modality state.
 
         Parameters
         ----------
-        X_raw : ndarray of shape (n_samples, n_columns)
-            Raw values; NaN marks a missing value or modality.
-        columns : sequence of str
-            Qualified names (``modality:feature``) of the columns of ``X_raw``. Columns the model
-            does not know are ignored; known columns that are absent count as missing.
+        frame : pandas.DataFrame
+            One row per sample; raw ``modality:feature`` columns and, for modalities with batch
+            correction, the batch-label column. Columns the model does not know are ignored;
+            known columns that are absent count as missing.
 
         Returns
         -------
         ndarray of shape (n_samples, n_model_features), float32
         """
-        index = pd.Index(columns)
-        if not index.is_unique:
-            dupes = index[index.duplicated()].unique().tolist()[:5]
+        if not frame.columns.is_unique:
+            dupes = frame.columns[frame.columns.duplicated()].unique().tolist()[:5]
             msg = f"duplicate input columns {dupes}; each modality:feature column must appear once."
             raise ValueError(msg)
         blocks = []
         for modality, normaliser in self.normalisers.items():
-            wanted = qualified_names(modality, self.inputs[modality])
-            position = index.get_indexer(wanted)
-            block = np.full((X_raw.shape[0], len(wanted)), np.nan, dtype=np.float64)
-            found = position >= 0
-            block[:, found] = X_raw[:, position[found]]
-            if found.any() and not found.all():
-                logger.warning(
-                    "%s: %d of %d input features absent from the input; treated as missing",
-                    modality,
-                    int((~found).sum()),
-                    found.size,
-                )
-            frame = pd.DataFrame(block, columns=self.inputs[modality])
-            blocks.append(normaliser.transform(frame))
+            batch = None
+            if normaliser.uses_batch and normaliser.batch_column in frame.columns:
+                batch = frame[normaliser.batch_column].to_numpy(dtype=object)
+            block = self._modality_block(frame, modality)
+            blocks.append(normaliser.transform(block, batch=batch))
         return np.hstack(blocks).astype(np.float32, copy=False)
 
-    def predict_proba(
-        self, X_raw: NDArray[np.floating], columns: Sequence[str]
-    ) -> NDArray[np.float64]:
-        """Class probabilities of shape (n_samples, n_classes) from raw values."""
-        features = self.transform(X_raw, columns)
+    def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """Class probabilities of shape (n_samples, n_classes) from a raw input table."""
+        features = self.transform(frame)
         raw = self.booster.inplace_predict(features, validate_features=False)
         raw = np.asarray(raw, dtype=np.float64)
         if len(self.classes) == 2:
@@ -159,8 +184,8 @@ class OmicsPipeline:
         Parameters
         ----------
         frame : pandas.DataFrame
-            One row per sample; a ``sample_id`` column (optional) and raw ``modality:feature``
-            columns.
+            One row per sample; a ``sample_id`` column (optional), raw ``modality:feature``
+            columns and any batch-label columns.
 
         Returns
         -------
@@ -168,9 +193,7 @@ class OmicsPipeline:
             ``sample_id``, ``predicted_class``, ``prob_<class>`` per class and
             ``missing_modalities`` (semicolon-separated modalities with no value for the sample).
         """
-        columns = [c for c in frame.columns if FEATURE_SEPARATOR in str(c)]
-        X_raw = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        proba = self.predict_proba(X_raw, columns)
+        proba = self.predict_proba(frame)
         sample_ids = (
             frame["sample_id"].astype(str).to_numpy()
             if "sample_id" in frame
@@ -180,14 +203,12 @@ class OmicsPipeline:
         out["predicted_class"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         for k, label in enumerate(self.classes):
             out[f"prob_{label}"] = proba[:, k]
-        index = pd.Index(columns)
-        missing = np.zeros((len(frame), len(self.inputs)), dtype=bool)
-        for j, (modality, feats) in enumerate(self.inputs.items()):
-            position = index.get_indexer(qualified_names(modality, feats))
-            position = position[position >= 0]
-            missing[:, j] = (
-                ~np.any(~np.isnan(X_raw[:, position]), axis=1) if position.size else True
-            )
+        known = frame.columns.intersection(self.input_columns)
+        modality_of = pd.Index([str(c).partition(FEATURE_SEPARATOR)[0] for c in known])
+        observed = frame[known].notna().to_numpy()
+        missing = np.column_stack(
+            [~observed[:, np.asarray(modality_of == m)].any(axis=1) for m in self.inputs]
+        )
         names = np.asarray(list(self.inputs), dtype=object)
         out["missing_modalities"] = [";".join(names[row]) for row in missing]
         return out
@@ -233,17 +254,17 @@ class OmicsPipeline:
         )
 
 
-def _split_columns(columns: Sequence[str]) -> dict[str, list[int]]:
-    by_modality: dict[str, list[int]] = {}
-    for i, column in enumerate(columns):
-        modality, _, _ = str(column).partition(FEATURE_SEPARATOR)
-        by_modality.setdefault(modality, []).append(i)
+def _split_columns(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Unqualified feature names of each modality, in column order."""
+    by_modality: dict[str, list[str]] = {}
+    for column in columns:
+        modality, _, feature = str(column).partition(FEATURE_SEPARATOR)
+        by_modality.setdefault(modality, []).append(feature)
     return by_modality
 
 
 def fit_pipeline(
-    X_raw: NDArray[np.floating],
-    columns: Sequence[str],
+    frame: pd.DataFrame,
     labels: Sequence[str],
     groups: Sequence[str],
     *,
@@ -256,17 +277,17 @@ def fit_pipeline(
 ) -> OmicsPipeline:
     """Fit normalisers and XGBoost on training samples only.
 
-    The normalisers are fitted on all of ``X_raw`` (unless ``frozen_normalisers`` gives them,
+    The normalisers are fitted on the rows of ``frame`` (unless ``frozen_normalisers`` gives them,
     already fitted on exactly these samples); the number of boosting rounds is chosen by early
     stopping on a grouped, stratified inner validation split of these samples; the booster is then
     refitted on all of them with that number of rounds.
 
     Parameters
     ----------
-    X_raw : ndarray of shape (n_samples, n_columns)
-        Raw values of the training samples (NaN = missing).
-    columns : sequence of str
-        Qualified column names (``modality:feature``).
+    frame : pandas.DataFrame
+        Raw input table of the training samples (:func:`omics_ml.integrate.raw_input_frame`):
+        ``modality:feature`` columns (NaN = missing; text features as strings) and the batch
+        columns that batch-corrected modalities read.
     labels, groups : sequence of str
         Class label and subject id of each sample.
     modality_specs : mapping
@@ -288,31 +309,40 @@ def fit_pipeline(
     class_index = {c: i for i, c in enumerate(classes)}
     y = np.fromiter((class_index[str(v)] for v in labels), dtype=np.int64, count=len(labels))
     groups_arr = np.asarray(groups)
-    positions = _split_columns(columns)
+    positions = _split_columns([c for c in frame.columns if FEATURE_SEPARATOR in str(c)])
     inputs: dict[str, list[str]] = {}
     normalisers: dict[str, ModalityNormaliser] = {}
-    blocks = []
     for modality, spec in modality_specs.items():
-        idx = positions.get(modality)
-        if not idx:
+        feats = positions.get(modality)
+        if not feats:
             msg = f"modality {modality!r} has no columns in the training matrix."
             raise ValueError(msg)
-        feats = [str(columns[i]).partition(FEATURE_SEPARATOR)[2] for i in idx]
-        frame = pd.DataFrame(np.asarray(X_raw[:, idx], dtype=np.float64), columns=feats)
+        inputs[modality] = feats
         if frozen_normalisers is not None:
             normaliser = frozen_normalisers[modality]
-            names = getattr(normaliser, "feature_names_in_", None)
-            if names is None or list(names) != feats:
+            if list(getattr(normaliser, "feature_names_in_", [])) != feats:
                 msg = f"frozen normaliser of {modality!r} was fitted on other features than the training matrix holds."
                 raise ValueError(msg)
         else:
+            normaliser = normaliser_from_spec(dict(spec), name=modality)
+        normalisers[modality] = normaliser
+    pipeline = OmicsPipeline(
+        classes=classes, inputs=inputs, normalisers=normalisers, booster=xgb.Booster()
+    )
+    blocks = []
+    for modality, normaliser in normalisers.items():
+        block = pipeline._modality_block(frame, modality)
+        batch = None
+        if normaliser.uses_batch:
+            if normaliser.batch_column not in frame.columns:
+                msg = f"modality {modality!r} needs batch labels in column {normaliser.batch_column!r}, which the training table lacks."
+                raise ValueError(msg)
+            batch = frame[normaliser.batch_column].to_numpy(dtype=object)
+        if frozen_normalisers is None:
             # Samples lacking the whole modality do not take part in fitting its normaliser,
             # exactly as in the normalise step (they are not in the modality's file).
-            present = ~np.isnan(frame.to_numpy()).all(axis=1)
-            normaliser = normaliser_from_spec(dict(spec)).fit(frame[present])
-        inputs[modality] = feats
-        normalisers[modality] = normaliser
-        blocks.append(normaliser.transform(frame))
+            normaliser.fit(block, batch=batch)
+        blocks.append(normaliser.transform(block, batch=batch))
     features = np.hstack(blocks).astype(np.float32, copy=False)
     weights = _class_weights(y, len(classes), str(model.get("class_weight", "balanced")))
     params = xgboost_params(model, n_classes=len(classes), seed=seed, nthread=nthread)
@@ -356,6 +386,6 @@ def fit_pipeline(
         params["eval_metric"],
         stopper.best_score,
     )
-    return OmicsPipeline(
-        classes=classes, inputs=inputs, normalisers=normalisers, booster=booster, info=info
-    )
+    pipeline.booster = booster
+    pipeline.info = info
+    return pipeline

@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from omics_ml.integrate import align_rows, qualified_names
+from omics_ml.integrate import qualified_names
 from omics_ml.io import InputError, read_matrix
+from omics_ml.normalise import modality_frame
+from omics_ml.validate import read_sample_sheet
 
 __all__ = ["find_input_files", "load_model", "predict_files", "read_raw_inputs"]
 
@@ -64,7 +65,10 @@ def find_input_files(inputs: Sequence[str], modalities: Sequence[str]) -> dict[s
 
 
 def read_raw_inputs(
-    files: Mapping[str, str | os.PathLike[str]], contract: Mapping[str, Mapping[str, Any]]
+    files: Mapping[str, str | os.PathLike[str]],
+    contract: Mapping[str, Mapping[str, Any]],
+    *,
+    samples: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Read raw per-modality files into the model's input table.
 
@@ -73,13 +77,18 @@ def read_raw_inputs(
     files : mapping of str to path-like
         Modality name to file.
     contract : mapping
-        Per modality, ``orientation`` and ``id_column`` as in training.
+        Per modality, ``orientation``, ``id_column``, ``text_features`` and ``batch_column`` as
+        in training.
+    samples : path-like, optional
+        Sample sheet of the new samples (``sample_id`` plus the batch columns that
+        batch-corrected modalities read). Without it, such modalities see every sample as an
+        unseen batch.
 
     Returns
     -------
     pandas.DataFrame
-        ``sample_id`` then ``modality:feature`` columns; a sample absent from a modality's file
-        has NaN there.
+        ``sample_id`` then ``modality:feature`` columns (text features as strings) and the batch
+        columns; a sample absent from a modality's file has NaN there.
     """
     matrices = {}
     for modality, path in files.items():
@@ -88,15 +97,34 @@ def read_raw_inputs(
             path,
             orientation=spec.get("orientation", "samples_in_rows"),
             id_column=spec.get("id_column", "sample_id"),
+            allow_text=bool(spec.get("text_features")),
         )
     sample_ids = list(dict.fromkeys(s for m in matrices.values() for s in m.sample_ids))
-    blocks, columns = [], []
+    blocks = []
     for modality, matrix in matrices.items():
-        blocks.append(align_rows(matrix.values, matrix.sample_ids, sample_ids))
-        columns.extend(qualified_names(modality, matrix.feature_names))
-    frame = pd.DataFrame(np.hstack(blocks).astype(np.float64), columns=columns)
+        block = modality_frame(matrix).reindex(sample_ids)
+        block.columns = qualified_names(modality, block.columns.tolist())
+        blocks.append(block)
+    frame = pd.concat(blocks, axis=1)
+    batch_columns = [s["batch_column"] for s in contract.values() if s.get("batch_column")]
+    if batch_columns:
+        if samples is None:
+            logger.warning(
+                "modalities %s correct batch effects but no --samples sheet gives the batch "
+                "labels (columns %s); every sample counts as an unseen batch",
+                [m for m, s in contract.items() if s.get("batch_column")],
+                batch_columns,
+            )
+        else:
+            sheet = read_sample_sheet(samples, batch_columns=tuple(batch_columns)).to_pandas()
+            sheet = sheet.set_index("sample_id").reindex(sample_ids)
+            for column in dict.fromkeys(batch_columns):
+                if column not in sheet:
+                    msg = f"{samples}: no batch column {column!r}; add each sample's batch label (the model corrects batch effects)."
+                    raise InputError(msg)
+                frame[column] = sheet[column].to_numpy(dtype=object)
     frame.insert(0, "sample_id", sample_ids)
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def load_model(model_uri: str, *, tracking_uri: str | None = None) -> Any:
@@ -109,8 +137,14 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None) -> Any:
     return mlflow.pyfunc.load_model(model_uri)
 
 
-def predict_files(model: Any, inputs: Sequence[str]) -> pd.DataFrame:
-    """Predict every sample found in the raw ``inputs`` with a loaded pyfunc model."""
+def predict_files(
+    model: Any, inputs: Sequence[str], *, samples: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Predict every sample found in the raw ``inputs`` with a loaded pyfunc model.
+
+    ``samples`` is the new samples' sheet, needed for the batch labels of batch-corrected
+    modalities.
+    """
     metadata = model.metadata.metadata or {}
     contract = metadata.get("input_contract")
     if not contract:
@@ -120,5 +154,5 @@ def predict_files(model: Any, inputs: Sequence[str]) -> pd.DataFrame:
     absent = [m for m in contract if m not in files]
     if absent:
         logger.warning("no file for modality %s: predicting without it", ", ".join(absent))
-    frame = read_raw_inputs(files, contract)
+    frame = read_raw_inputs(files, contract, samples=samples)
     return model.predict(frame)

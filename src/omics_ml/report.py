@@ -60,7 +60,11 @@ def render_report(
     """Render the report as a self-contained HTML string (plots embedded)."""
     level = round(100 * cv.get("confidence_level", 0.95))
     modality_rows = []
-    kept = {m["name"]: sum(m["normaliser"]["keep"]) for m in state["modalities"]}
+    kept = {m["name"]: len(m["normaliser"]["feature_names_out"]) for m in state["modalities"]}
+    steps = {
+        m["name"]: " → ".join(step["step"] for step in m["normaliser"]["steps"])
+        for m in state["modalities"]
+    }
     for name, m in qc["modalities"].items():
         modality_rows.append(
             [
@@ -69,6 +73,7 @@ def render_report(
                 m["n_sheet_samples_missing"],
                 m["n_features"],
                 kept.get(name, "-"),
+                steps.get(name, "-"),
                 m["missing_value_fraction"],
             ]
         )
@@ -121,7 +126,8 @@ def render_report(
                 "samples",
                 "samples without it",
                 "features",
-                "features kept (development)",
+                "model features (development fit)",
+                "normalisation",
                 "missing values",
             ],
             modality_rows,

@@ -291,6 +291,12 @@ def log_pipeline_run(
                 "orientation": s.get("orientation", "samples_in_rows"),
                 "id_column": s.get("id_column", "sample_id"),
                 "type": s.get("type", "other"),
+                "text_features": list(pipeline.normalisers[m].text_features_),
+                "batch_column": (
+                    pipeline.normalisers[m].batch_column
+                    if pipeline.normalisers[m].uses_batch
+                    else None
+                ),
             }
             for m, s in config["modalities"].items()
         }

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from omics_ml.evaluate import classification_metrics, probability_matrix, write_evaluation
@@ -51,8 +50,7 @@ def _fit(
     frozen: Mapping[str, ModalityNormaliser] | None = None,
 ) -> OmicsPipeline:
     return fit_pipeline(
-        np.asarray(train.X),
-        train.var_names.tolist(),
+        raw_input_frame(train),
         train.obs["label"].astype(str).tolist(),
         train.obs["subject_id"].astype(str).tolist(),
         modality_specs=config["modalities"],

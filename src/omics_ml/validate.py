@@ -14,18 +14,22 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from omics_ml.io import (
     InputError,
+    Matrix,
     collect_table,
     file_digest,
     read_matrix,
     scan_table,
     write_json,
 )
+from omics_ml.normalise import resolve_steps
 
 __all__ = [
     "check_modality",
+    "check_modality_values",
     "load_cohort",
     "read_outcomes",
     "read_sample_sheet",
@@ -78,20 +82,24 @@ def _check_no_null(frame: pl.DataFrame, path: Path, column: str, what: str) -> N
         raise InputError(msg)
 
 
-def read_sample_sheet(path: str | os.PathLike[str]) -> pl.DataFrame:
+def read_sample_sheet(
+    path: str | os.PathLike[str], *, batch_columns: tuple[str, ...] = ("batch",)
+) -> pl.DataFrame:
     """Read and check the sample sheet.
 
     Parameters
     ----------
     path : path-like
         CSV, TSV or Parquet file with columns ``sample_id`` and ``subject_id`` and optionally
-        ``visit_time`` (numeric) and ``batch``. Other columns are ignored.
+        ``visit_time`` (numeric) and batch columns. Other columns are ignored.
+    batch_columns : tuple of str, default=("batch",)
+        Batch-label columns to keep (as text) where present.
 
     Returns
     -------
     polars.DataFrame
         Columns ``sample_id`` (String), ``subject_id`` (String), and ``visit_time`` (Float64) and
-        ``batch`` (String) where present, in the file's row order.
+        the batch columns (String) where present, in the file's row order.
 
     Raises
     ------
@@ -103,7 +111,7 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pl.DataFrame:
     frame = _read_text_table(
         path,
         required=["sample_id", "subject_id"],
-        optional=("visit_time", "batch"),
+        optional=("visit_time", *batch_columns),
         fix="The sample sheet needs one row per sample with its sample_id and subject_id; "
         "rename the columns accordingly.",
     )
@@ -136,8 +144,7 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pl.DataFrame:
             )
             raise InputError(msg)
         columns.append(parsed.alias("visit_time"))
-    if "batch" in frame.columns:
-        columns.append(pl.col("batch"))
+    columns.extend(pl.col(c) for c in dict.fromkeys(batch_columns) if c in frame.columns)
     return frame.select(columns)
 
 
@@ -306,21 +313,40 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
     -------
     polars.DataFrame
         Columns ``sample_id``, ``subject_id``, ``label`` and, where the sample sheet has them,
-        ``visit_time`` and ``batch``; one row per sample in the sample sheet's order.
+        ``visit_time``, ``batch`` and every modality's ``batch_column``; one row per sample in
+        the sample sheet's order.
 
     Raises
     ------
     InputError
         From :func:`read_sample_sheet` or :func:`read_outcomes`, or if a config key is missing.
     """
-    samples = read_sample_sheet(_config_value(config, "cohort", "samples"))
+    batch_columns = tuple(
+        dict.fromkeys(
+            [
+                "batch",
+                *(
+                    spec.get("batch_column") or "batch"
+                    for spec in (config.get("modalities") or {}).values()
+                    if isinstance(spec, dict)
+                ),
+            ]
+        )
+    )
+    samples = read_sample_sheet(
+        _config_value(config, "cohort", "samples"), batch_columns=batch_columns
+    )
     outcomes = read_outcomes(
         _config_value(config, "cohort", "outcomes"),
         outcome_column=_config_value(config, "cohort", "outcome_column"),
         id_column=_config_value(config, "cohort", "outcome_id_column", default="sample_id"),
         samples=samples,
     )
-    extra = [c for c in ("visit_time", "batch") if c in samples.columns]
+    extra = [
+        c
+        for c in ("visit_time", *batch_columns)
+        if c in samples.columns and c not in ("sample_id", "subject_id")
+    ]
     return pl.concat([outcomes, samples.select(extra)] if extra else [outcomes], how="horizontal")
 
 
@@ -387,6 +413,85 @@ def _check_orientation(
         raise InputError(msg)
 
 
+def _first_bad(path: Path, matrix: Matrix, bad: NDArray[np.bool_], problem: str, fix: str) -> None:
+    """Raise naming the first flagged entry (sample, feature, value) and the number flagged."""
+    if not bad.any():
+        return
+    row, col = np.argwhere(bad)[0]
+    value = matrix.values[row, col]
+    msg = (
+        f"{path}: {problem} at sample {matrix.sample_ids[row]!r}, feature "
+        f"{matrix.feature_names[col]!r} (value {value:g}; {int(bad.sum())} such value(s)). {fix}"
+    )
+    raise InputError(msg)
+
+
+def check_modality_values(name: str, spec: dict[str, Any], matrix: Matrix) -> None:
+    """Check a modality's values against what its ``type`` requires.
+
+    Parameters
+    ----------
+    name : str
+        The modality's key in ``config["modalities"]``.
+    spec : dict
+        The modality's config entry (``path``, ``type``).
+    matrix : Matrix
+        The values read from ``spec["path"]``.
+
+    Raises
+    ------
+    InputError
+        Naming the file, sample, feature and the fix, for: a modality with no value at all;
+        ``rnaseq_counts`` with negative or non-integer counts or a sample whose counts are all
+        zero (zero library size); ``methylation`` beta values outside [0, 1]; ``genotype``
+        dosages outside [0, 2].
+    """
+    path = Path(spec["path"])
+    kind = spec.get("type") or "other"
+    values = matrix.values
+    observed = ~np.isnan(values)
+    if not observed.any() and not matrix.text:
+        msg = f"{path}: modality {name!r} holds no value at all (every entry is missing). Check the file, or remove the modality from config.yaml."
+        raise InputError(msg)
+    if kind == "rnaseq_counts":
+        _first_bad(
+            path,
+            matrix,
+            observed & (values < 0),
+            "negative count",
+            "Counts must be raw, non-negative read counts; pass the counts matrix, not normalised or log values.",
+        )
+        _first_bad(
+            path,
+            matrix,
+            observed & (values != np.round(values)),
+            "non-integer count",
+            f"Counts must be whole read counts; for normalised or estimated (e.g. TPM, RSEM) values set modalities.{name}.type to transcriptomics.",
+        )
+        library = np.where(observed, values, 0.0).sum(axis=1)
+        empty = (library <= 0) & observed.any(axis=1)
+        if empty.any():
+            ids = np.asarray(matrix.sample_ids, dtype=object)[empty]
+            msg = f"{path}: sample(s) {_listed(list(ids))} have a library size of zero (every count is 0); no normalisation is possible. Remove these samples from the file (they failed sequencing)."
+            raise InputError(msg)
+    elif kind == "methylation":
+        _first_bad(
+            path,
+            matrix,
+            observed & ((values < -1e-6) | (values > 1 + 1e-6)),
+            "beta value outside [0, 1]",
+            "Methylation values must be beta values in [0, 1]; pass beta values, not M-values or intensities.",
+        )
+    elif kind == "genotype":
+        _first_bad(
+            path,
+            matrix,
+            observed & ((values < 0) | (values > 2)),
+            "dosage outside [0, 2]",
+            "Genotypes must be dosages of 0-2 copies of the counted allele.",
+        )
+
+
 def check_modality(name: str, spec: dict[str, Any], *, samples: pl.DataFrame) -> dict[str, Any]:
     """Check one modality's matrix against the sample sheet and summarise it.
 
@@ -413,8 +518,9 @@ def check_modality(name: str, spec: dict[str, Any], *, samples: pl.DataFrame) ->
     ------
     InputError
         If the file cannot be read, is laid out the other way round from ``orientation``, has
-        duplicate ids or non-numeric values, holds samples that are not in the sample sheet, or
-        holds none of the sheet's samples.
+        duplicate ids or non-numeric values, holds samples that are not in the sample sheet,
+        holds none of the sheet's samples, or holds values its ``type`` does not allow (see
+        :func:`check_modality_values`).
     """
     return _check_modality(name, spec, samples=samples)[0]
 
@@ -444,7 +550,13 @@ def _check_modality(
         name, path, header=header, orientation=orientation, id_column=id_column, sheet=sheet
     )
 
-    matrix = read_matrix(path, orientation=orientation, id_column=id_column)
+    matrix = read_matrix(
+        path,
+        orientation=orientation,
+        id_column=id_column,
+        allow_text=any(s.get("method") == "clinical_encoding" for s in resolve_steps(spec)),
+    )
+    check_modality_values(name, spec, matrix)
     ids = pl.Series(matrix.sample_ids, dtype=pl.String)
     unknown = ids.filter(~ids.is_in(sheet.implode()))
     if unknown.len():

@@ -93,7 +93,7 @@ def test_workflow_outputs_and_metrics(example_run: Path) -> None:
     state = read_json(results / "final/model/state.json")
     params = {
         m: read_json(results / f"normalise/{m}.params.json")["normaliser"]
-        for m in ("mrna", "mirna", "protein")
+        for m in ("mrna", "mirna", "protein", "rnaseq")
     }
     # The registered model carries exactly the development-fitted normalisation.
     assert {m["name"]: m["normaliser"] for m in state["modalities"]} == params
@@ -134,7 +134,7 @@ def test_mlflow_store_runs_and_registry(example_run: Path) -> None:
 
 
 def _holdout_files(example_run: Path, directory: Path) -> list[str]:
-    """Raw files (in the example's own formats) of the locked-holdout patients, all three modalities."""
+    """Raw files (in the example's own formats) of the locked-holdout patients, all modalities."""
     holdout = read_json(example_run / "results/split/splits.json")["holdout"]
     directory.mkdir(parents=True, exist_ok=True)
     pl.read_csv(EXAMPLE / "mrna.csv").filter(pl.col("sample_id").is_in(holdout)).write_csv(
@@ -145,6 +145,8 @@ def _holdout_files(example_run: Path, directory: Path) -> list[str]:
     ).write_parquet(directory / "protein.parquet")
     mirna = pl.read_csv(EXAMPLE / "mirna.tsv", separator="\t")
     mirna.select(["feature_id", *holdout]).write_csv(directory / "mirna.tsv", separator="\t")
+    counts = pl.read_csv(EXAMPLE / "rnaseq.tsv", separator="\t")
+    counts.select(["gene_id", *holdout]).write_csv(directory / "rnaseq.tsv", separator="\t")
     return holdout
 
 
@@ -249,10 +251,14 @@ def test_changing_holdout_values_changes_no_fitted_parameter(
     mirna.with_columns([pl.col(s) * 0.5 for s in holdout]).write_csv(
         data / "mirna.tsv", separator="\t"
     )
+    counts = pl.read_csv(EXAMPLE / "rnaseq.tsv", separator="\t")
+    counts.with_columns([pl.col(s) * 3 + 1 for s in holdout]).write_csv(
+        data / "rnaseq.tsv", separator="\t"
+    )
     workdir = tmp_path / "run"
     targets = ["results/final/model/state.json"]
     run_workflow(workdir, write_config(workdir, data=data), *targets)
-    for modality in ("mrna", "mirna", "protein"):
+    for modality in ("mrna", "mirna", "protein", "rnaseq"):
         name = f"normalise/{modality}.params.json"
         assert read_json(workdir / "results" / name) == read_json(example_run / "results" / name)
     for name in ("final/model/state.json", "final/model/booster.ubj"):
@@ -294,7 +300,13 @@ def test_bad_config_names_the_key(
 def test_bad_input_fails_in_validate_with_the_file_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    for name in ("samples.csv", "outcomes.csv", "mirna.tsv", "protein.parquet"):
+    for name in (
+        "samples.csv",
+        "outcomes.csv",
+        "mirna.tsv",
+        "protein.parquet",
+        "rnaseq.tsv",
+    ):
         (data / name).write_bytes((EXAMPLE / name).read_bytes())
     text = (EXAMPLE / "mrna.csv").read_text().splitlines()
     fields = text[5].split(",")
@@ -307,3 +319,94 @@ def test_bad_input_fails_in_validate_with_the_file_named(tmp_path: Path) -> None
     log = (workdir / "logs/validate_inputs.log").read_text()
     assert "mrna.csv" in log and "'high'" in log and "data row 5" in log
     assert not (workdir / "results/validate/qc.json").exists()
+
+
+def test_bad_counts_fail_in_validate_naming_sample_and_gene(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("samples.csv", "outcomes.csv", "mrna.csv", "mirna.tsv", "protein.parquet"):
+        (data / name).write_bytes((EXAMPLE / name).read_bytes())
+    counts = pl.read_csv(EXAMPLE / "rnaseq.tsv", separator="\t")
+    sample = counts.columns[3]
+    counts.with_columns(
+        pl.when(pl.col("gene_id") == "NDRG2").then(-4).otherwise(pl.col(sample)).alias(sample)
+    ).write_csv(data / "rnaseq.tsv", separator="\t")
+    workdir = tmp_path / "run"
+    result = run_workflow(workdir, write_config(workdir, data=data), check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs/validate_inputs.log").read_text()
+    assert "rnaseq.tsv" in log and "negative count" in log
+    assert f"sample {sample!r}" in log and "feature 'NDRG2'" in log
+    assert not (workdir / "results/validate/qc.json").exists()
+
+
+def test_batch_corrected_modality_end_to_end(tmp_path: Path) -> None:
+    """ComBat on the count modality: batch labels flow from the sample sheet to the model.
+
+    The example has no real batches, so each patient is assigned to one of three plates
+    (round-robin in sample-sheet order); plate "P1" is the reference batch.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("outcomes.csv", "mrna.csv", "mirna.tsv", "protein.parquet", "rnaseq.tsv"):
+        (data / name).write_bytes((EXAMPLE / name).read_bytes())
+    sheet = pl.read_csv(EXAMPLE / "samples.csv")
+    sheet = sheet.with_columns(
+        ("P" + (pl.int_range(pl.len()) % 3 + 1).cast(pl.String)).alias("plate")
+    )
+    sheet.write_csv(data / "samples.csv")
+    workdir = tmp_path / "run"
+    config = yaml.safe_load(write_config(workdir, data=data).read_text())
+    config["modalities"]["rnaseq"]["batch_column"] = "plate"
+    config["modalities"]["rnaseq"]["normalisation"] = [
+        {"method": "filter_by_expr"},
+        {"method": "count_normalisation", "library_size": "tmm", "transformation": "log_cpm"},
+        {"method": "combat", "reference_batch": "P1"},
+    ]
+    config["model"]["n_estimators"] = 60
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    run_workflow(workdir, workdir / "config.yaml", "results/register/model.json")
+
+    params = read_json(workdir / "results/normalise/rnaseq.params.json")["normaliser"]
+    combat = params["steps"][-1]
+    assert combat["step"] == "ComBat"
+    assert combat["state"]["batch_levels_"]["__ndarray__"] == ["P1", "P2", "P3"]
+    assert params["batch_column"] == "plate"
+
+    # The registered model reads the plate from a sample sheet and reproduces train_final.
+    holdout = _holdout_files(workdir, tmp_path / "holdout")
+    sheet.filter(pl.col("sample_id").is_in(holdout)).write_csv(tmp_path / "holdout_sheet.csv")
+    info = read_json(workdir / "results/register/model.json")
+    base = [
+        str(BIN / "omics-ml"),
+        "predict",
+        "--model",
+        info["champion_uri"],
+        "--tracking-uri",
+        info["tracking_uri"],
+        "--input",
+        str(tmp_path / "holdout"),
+        "--output",
+        str(tmp_path / "pred.csv"),
+    ]
+    result = subprocess.run(
+        [*base, "--samples", str(tmp_path / "holdout_sheet.csv")],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predicted = pd.read_csv(tmp_path / "pred.csv").set_index("sample_id")
+    expected = pd.read_parquet(workdir / "results/final/holdout_predictions.parquet")
+    expected = expected.set_index("sample_id").loc[predicted.index]
+    prob_cols = [c for c in predicted.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(
+        predicted[prob_cols].to_numpy(), expected[prob_cols].to_numpy(), rtol=0, atol=1e-6
+    )
+    # Without the batch labels every sample is an unseen batch: a clear error, no output.
+    (tmp_path / "pred.csv").unlink()
+    result = subprocess.run(base, cwd=workdir, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "batch" in result.stderr and "P1" in result.stderr
+    assert not (tmp_path / "pred.csv").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omics_ml.cli import main, run_summary
+from omics_ml.cli import build_parser, main, run_summary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,8 +28,38 @@ def test_validate_command_on_example(
         main(["validate", "--config", "config/config.yaml", "--qc-out", str(tmp_path / "qc.json")])
         == 0
     )
-    assert "150 samples" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "150 samples" in out
+    assert "modalities mrna, mirna, protein, rnaseq" in out
     assert (tmp_path / "qc.json").exists()
+
+
+def test_validate_command_reports_bad_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(REPO)
+    lines = (REPO / "resources/example/rnaseq.tsv").read_text().splitlines()
+    fields = lines[2].split("\t")
+    fields[3] = "-4"
+    lines[2] = "\t".join(fields)
+    (tmp_path / "counts.tsv").write_text("\n".join(lines) + "\n")
+    config = (REPO / "config/config.yaml").read_text()
+    config = config.replace("resources/example/rnaseq.tsv", str(tmp_path / "counts.tsv"))
+    (tmp_path / "config.yaml").write_text(config)
+    assert main(["validate", "--config", str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    sample = lines[0].split("\t")[3]
+    assert "counts.tsv" in err and "negative count" in err
+    assert f"sample {sample!r}" in err and f"feature {fields[0]!r}" in err
+
+
+def test_predict_accepts_a_samples_sheet() -> None:
+    args = build_parser().parse_args(
+        ["predict", "--model", "models:/m@champion", "--input", "d", "--samples", "s.csv"]
+    )
+    assert args.samples == "s.csv"
+    assert args.input == ["d"]
+    assert build_parser().parse_args(["predict", "--model", "m", "--input", "d"]).samples is None
 
 
 def test_validate_command_reports_input_error(tmp_path: Path, capsys) -> None:

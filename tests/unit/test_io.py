@@ -57,3 +57,55 @@ def test_file_digest_is_sha256(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"omics" * 1000)
     assert file_digest(path) == hashlib.sha256(b"omics" * 1000).hexdigest()
+
+
+def test_read_matrix_allow_text_keeps_text_columns(tmp_path: Path) -> None:
+    (tmp_path / "clin.csv").write_text(
+        "sample_id,age,stage,grade\ns1,50,I,1\ns2,NA,II,\ns3,61.5,,3\ns4,70,III ,2\n"
+    )
+    matrix = read_matrix(tmp_path / "clin.csv", allow_text=True)
+    assert matrix.sample_ids == ["s1", "s2", "s3", "s4"]
+    assert matrix.feature_names == ["age", "stage", "grade"]
+    assert matrix.values.dtype == np.float32
+    np.testing.assert_array_equal(matrix.values[:, 0], [50.0, np.nan, 61.5, 70.0])
+    np.testing.assert_array_equal(matrix.values[:, 2], [1.0, np.nan, 3.0, 2.0])
+    assert np.isnan(matrix.values[:, 1]).all()  # text columns are NaN in values
+    assert list(matrix.text) == ["stage"]
+    stage = matrix.text["stage"]
+    assert stage.dtype == object
+    assert stage.tolist() == ["I", "II", None, "III "]  # missing is None, text kept as written
+    # without allow_text the same file is an error naming the text value
+    with pytest.raises(InputError, match=r"column 'stage'.*'I'.*not a number"):
+        read_matrix(tmp_path / "clin.csv")
+
+
+def test_read_matrix_allow_text_parquet_and_numeric_only(tmp_path: Path) -> None:
+    pl.DataFrame({"sample_id": ["a", "b"], "sex": ["F", None], "bmi": [22.5, 30.1]}).write_parquet(
+        tmp_path / "clin.parquet"
+    )
+    matrix = read_matrix(tmp_path / "clin.parquet", allow_text=True)
+    assert matrix.text["sex"].tolist() == ["F", None]
+    np.testing.assert_array_equal(matrix.values[:, 1], np.array([22.5, 30.1], dtype=np.float32))
+    # a purely numeric file has no text columns, allowed or not
+    numeric = read_matrix(EXAMPLE / "mrna.csv", allow_text=True)
+    assert numeric.text == {}
+    np.testing.assert_array_equal(numeric.values, read_matrix(EXAMPLE / "mrna.csv").values)
+
+
+def test_read_matrix_allow_text_needs_samples_in_rows(tmp_path: Path) -> None:
+    (tmp_path / "t.tsv").write_text("feature_id\ts1\ts2\nstage\tI\tII\nage\t50\t60\n")
+    with pytest.raises(InputError, match=r"t\.tsv.*samples_in_rows"):
+        read_matrix(
+            tmp_path / "t.tsv",
+            orientation="features_in_rows",
+            id_column="feature_id",
+            allow_text=True,
+        )
+    # numeric features-in-rows files are refused too: the option itself needs samples in rows
+    with pytest.raises(InputError, match="samples_in_rows"):
+        read_matrix(
+            EXAMPLE / "mirna.tsv",
+            orientation="features_in_rows",
+            id_column="feature_id",
+            allow_text=True,
+        )

@@ -1,419 +1,611 @@
-"""Tests of omics_ml.normalise: the frozen per-modality normaliser and the normalise step."""
+"""Tests of omics_ml.normalise: the chain of frozen steps and the normalise step."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import rankdata
-from sklearn.utils.estimator_checks import parametrize_with_checks
+import yaml
 
-from omics_ml.io import read_json
+from omics_ml.io import InputError, read_json, read_matrix
 from omics_ml.normalise import (
-    TYPE_DEFAULTS,
+    METHODS,
+    TYPE_DEFAULT_STEPS,
     ModalityNormaliser,
+    build_step,
+    modality_frame,
     normalise_modality_file,
     normaliser_from_spec,
-    resolve_settings,
+    resolve_steps,
 )
+from omics_ml.transforms import STEP_REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "resources/example"
-SCALINGS = ["none", "median", "quantile"]
-
-MIRNA_SPEC = {
-    "type": "transcriptomics",
-    "orientation": "features_in_rows",
-    "id_column": "feature_id",
-    "log_transform": False,
-    "scaling": "quantile",
-}
-
-
-@parametrize_with_checks(
-    [
-        ModalityNormaliser(),
-        ModalityNormaliser(scaling="median"),
-        ModalityNormaliser(scaling="quantile"),
-    ],
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-def test_tags_do_not_claim_float64_is_preserved():
-    from sklearn.utils import get_tags
-
-    estimator = ModalityNormaliser()
-    X = np.random.default_rng(0).normal(size=(10, 3))
-    out = estimator.fit_transform(X)
-    assert out.dtype == np.float32
-    assert "float64" not in get_tags(estimator).transformer_tags.preserves_dtype
-
-
-def _data_with_nan(seed: int = 0, n: int = 40, p: int = 12) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    X = rng.lognormal(mean=2.0, sigma=1.0, size=(n, p)) * rng.uniform(0.5, 2.0, size=(n, 1))
-    X[rng.random(X.shape) < 0.15] = np.nan
-    X[5] = np.nan  # a sample with every value missing
-    return X
-
-
-# --- settings -----------------------------------------------------------------------------
-
-
-def test_resolve_settings_fills_type_defaults():
-    settings = resolve_settings({"type": "proteomics", "log_transform": None, "scaling": None})
-    assert settings["log_transform"] is TYPE_DEFAULTS["proteomics"]["log_transform"] is True
-    assert settings["scaling"] == TYPE_DEFAULTS["proteomics"]["scaling"] == "median"
-    assert settings["pseudocount"] == 1.0
-    assert settings["max_missing_fraction"] == 0.5
-    assert settings["min_variance"] == 0.0
-    assert settings["top_variance"] is None
-
-
-def test_resolve_settings_explicit_values_override_defaults():
-    settings = resolve_settings(
-        {
-            "type": "rnaseq_counts",
-            "log_transform": False,
-            "scaling": "quantile",
-            "pseudocount": 0.5,
-            "max_missing_fraction": 0.1,
-            "min_variance": 0.25,
-            "top_variance": 7,
-        }
-    )
-    assert settings == {
-        "log_transform": False,
-        "pseudocount": 0.5,
-        "scaling": "quantile",
-        "max_missing_fraction": 0.1,
-        "min_variance": 0.25,
-        "top_variance": 7,
-    }
-
-
-def test_resolve_settings_unknown_or_absent_type_uses_other():
-    for spec in ({}, {"type": "not-a-type"}):
-        settings = resolve_settings(spec)
-        assert settings["log_transform"] is TYPE_DEFAULTS["other"]["log_transform"]
-        assert settings["scaling"] == TYPE_DEFAULTS["other"]["scaling"]
-
-
-def test_normaliser_from_spec_is_unfitted_and_configured():
-    normaliser = normaliser_from_spec({"type": "methylation", "top_variance": 3})
-    assert isinstance(normaliser, ModalityNormaliser)
-    assert not hasattr(normaliser, "keep_")
-    assert normaliser.get_params() == {
-        "log_transform": False,
-        "pseudocount": 1.0,
-        "scaling": "none",
-        "max_missing_fraction": 0.5,
-        "min_variance": 0.0,
-        "top_variance": 3,
-    }
-
-
-def test_unknown_scaling_raises():
-    with pytest.raises(ValueError, match="scaling"):
-        ModalityNormaliser(scaling="zscore").fit(np.ones((4, 2)) + np.arange(8).reshape(4, 2))
-
-
-# --- JSON state ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("scaling", SCALINGS)
-@pytest.mark.parametrize("log_transform", [False, True])
-def test_json_round_trip_transforms_identically(scaling: str, log_transform: bool):
-    X = _data_with_nan()
-    fitted = ModalityNormaliser(scaling=scaling, log_transform=log_transform, top_variance=9).fit(
-        pd.DataFrame(X, columns=[f"g{i}" for i in range(X.shape[1])])
-    )
-    state = json.loads(json.dumps(fitted.to_json()))
-    restored = ModalityNormaliser.from_json(state)
-    new = pd.DataFrame(_data_with_nan(seed=1, n=15), columns=fitted.feature_names_in_)
-    expected = fitted.transform(new)
-    got = restored.transform(new)
-    assert got.dtype == np.float32
-    np.testing.assert_array_equal(got, expected)
-    assert restored.to_json() == fitted.to_json()
-    np.testing.assert_array_equal(restored.get_feature_names_out(), fitted.get_feature_names_out())
-
-
-def test_json_round_trip_without_feature_names():
-    X = _data_with_nan()
-    fitted = ModalityNormaliser(scaling="quantile").fit(X)
-    state = json.loads(json.dumps(fitted.to_json()))
-    assert state["feature_names_in"] is None
-    restored = ModalityNormaliser.from_json(state)
-    np.testing.assert_array_equal(restored.transform(X), fitted.transform(X))
-
-
-def test_from_json_rejects_other_state_version():
-    state = ModalityNormaliser().fit(_data_with_nan()).to_json()
-    state["state_version"] = 999
-    with pytest.raises(ValueError, match="state_version"):
-        ModalityNormaliser.from_json(state)
-
-
-# --- scaling ------------------------------------------------------------------------------
-
-
-def test_median_scaling_sets_every_sample_median_to_reference():
-    X = _data_with_nan()
-    normaliser = ModalityNormaliser(scaling="median", log_transform=True).fit(X[:30])
-    Z = np.log2(X[:30] + 1.0)[:, normaliser.keep_]
-    Z = Z[~np.all(np.isnan(Z), axis=1)]
-    assert normaliser.reference_median_ == pytest.approx(np.median(np.nanmedian(Z, axis=1)))
-    # new samples (not in fit) too: scaling is per sample against the frozen reference
-    for rows in (X[:30], X[30:]):
-        out = normaliser.transform(rows)
-        observed = ~np.all(np.isnan(out), axis=1)
-        medians = np.nanmedian(out[observed], axis=1)
-        np.testing.assert_allclose(medians, normaliser.reference_median_, rtol=1e-5, atol=1e-5)
-
-
-def test_median_scaling_only_shifts_each_sample():
-    X = _data_with_nan()
-    normaliser = ModalityNormaliser(scaling="median").fit(X)
-    out = normaliser.transform(X).astype(np.float64)
-    diff = out - X[:, normaliser.keep_]
-    for row in diff:
-        finite = row[np.isfinite(row)]
-        if finite.size:
-            np.testing.assert_allclose(finite, finite[0], atol=1e-4)
-
-
-def test_quantile_maps_training_sample_onto_reference():
-    rng = np.random.default_rng(3)
-    X = rng.normal(loc=rng.uniform(0, 10, size=10), scale=2.0, size=(25, 10))
-    normaliser = ModalityNormaliser(scaling="quantile").fit(X)
-    assert normaliser.keep_.all()
-    ref = normaliser.reference_quantiles_
-    assert ref.shape == (10,)
-    assert np.all(np.diff(ref) > 0)
-    expected_ref = np.mean(np.quantile(X, np.linspace(0, 1, 10), axis=1), axis=1)
-    np.testing.assert_allclose(ref, expected_ref)
-    out = normaliser.transform(X)
-    for raw, mapped in zip(X, out, strict=True):
-        # each value lands on the reference quantile of its rank
-        np.testing.assert_allclose(np.sort(mapped), ref.astype(np.float32), rtol=1e-6)
-        np.testing.assert_array_equal(np.argsort(mapped), np.argsort(raw))
-
-
-def _reference_quantile_map(Z: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    grid = np.linspace(0.0, 1.0, reference.size)
-    out = np.full(Z.shape, np.nan)
-    for i, row in enumerate(Z):
-        observed = ~np.isnan(row)
-        n = int(observed.sum())
-        if n == 0:
-            continue
-        # one observed value sits at the reference median; otherwise rank / (n - 1)
-        fraction = np.array([0.5]) if n == 1 else (rankdata(row[observed]) - 1.0) / (n - 1.0)
-        out[i, observed] = np.interp(fraction, grid, reference)
-    return out
-
-
-def test_quantile_matches_per_row_reference_with_nan():
-    X = _data_with_nan(seed=4, n=50, p=15)
-    X[7, 1:] = np.nan  # one observed value only
-    X[8, :4] = 7.5  # ties
-    normaliser = ModalityNormaliser(scaling="quantile", log_transform=True).fit(X[:35])
-    for rows in (X[:35], X[35:], X[[7, 8, 5]]):
-        Z = np.log2(rows + 1.0)[:, normaliser.keep_]
-        expected = _reference_quantile_map(Z, normaliser.reference_quantiles_)
-        got = normaliser.transform(rows)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(Z))
-        np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6)
-
-
-# --- filters ------------------------------------------------------------------------------
-
-
-def _base(n: int = 20, p: int = 5, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(10.0, 1.0, size=(n, p))
-
-
-def test_max_missing_fraction_drops_feature_with_too_many_missing():
-    X = _base()
-    X[:11, 1] = np.nan  # 55 % missing
-    X[:10, 2] = np.nan  # exactly 50 %: kept at the default 0.5
-    normaliser = ModalityNormaliser().fit(X)
-    np.testing.assert_array_equal(normaliser.keep_, [True, False, True, True, True])
-    assert normaliser.transform(X).shape == (20, 4)
-    stricter = ModalityNormaliser(max_missing_fraction=0.2).fit(X)
-    np.testing.assert_array_equal(stricter.keep_, [True, False, False, True, True])
-
-
-def test_min_variance_drops_constant_feature():
-    X = _base()
-    X[:, 3] = 1.0  # a constant whose mean is exact in floating point
-    normaliser = ModalityNormaliser().fit(X)
-    np.testing.assert_array_equal(normaliser.keep_, [True, True, True, False, True])
-    assert normaliser.variance_[3] == 0.0
-
-
-@pytest.mark.parametrize(("constant", "log_transform"), [(4.2, False), (1000.0, True)])
-def test_min_variance_drops_any_constant_feature(constant: float, log_transform: bool):
-    X = np.abs(_base())
-    X[:, 3] = constant
-    normaliser = ModalityNormaliser(log_transform=log_transform).fit(X)
-    np.testing.assert_array_equal(normaliser.keep_, [True, True, True, False, True])
-    assert normaliser.variance_[3] == 0.0
-
-
-def test_min_variance_threshold():
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 3)) * np.array([0.1, 1.0, 3.0])
-    normaliser = ModalityNormaliser(min_variance=0.5).fit(X)
-    np.testing.assert_array_equal(normaliser.keep_, [False, True, True])
-
-
-def test_top_variance_keeps_most_variable():
-    rng = np.random.default_rng(2)
-    scales = np.array([1.0, 5.0, 0.5, 3.0, 2.0, 4.0])
-    X = rng.normal(size=(300, 6)) * scales
-    normaliser = ModalityNormaliser(top_variance=3).fit(X)
-    np.testing.assert_array_equal(np.flatnonzero(normaliser.keep_), [1, 3, 5])
-    assert normaliser.transform(X).shape == (300, 3)
-    names = [f"f{i}" for i in range(6)]
-    fitted = ModalityNormaliser(top_variance=3).fit(pd.DataFrame(X, columns=names))
-    assert fitted.get_feature_names_out().tolist() == ["f1", "f3", "f5"]
-
-
-def test_top_variance_never_keeps_filtered_feature():
-    X = _base(p=4)
-    X[:, 0] = 1.0  # constant: filtered
-    X[:15, 1] = np.nan  # too many missing, would otherwise be the most variable
-    X[15:, 1] = [100.0, -100.0, 50.0, -50.0, 0.0]
-    normaliser = ModalityNormaliser(top_variance=3).fit(X)
-    np.testing.assert_array_equal(normaliser.keep_, [False, False, True, True])
-
-
-def test_log_transform_with_negative_values_raises():
-    X = _base()
-    X[2, 2] = -0.5
-    with pytest.raises(ValueError, match="negative"):
-        ModalityNormaliser(log_transform=True).fit(X)
-    fitted = ModalityNormaliser(log_transform=True).fit(np.abs(_base()))
-    with pytest.raises(ValueError, match="negative"):
-        fitted.transform(X)
-    # without the log transform negative values are fine
-    ModalityNormaliser(log_transform=False).fit(X)
-
-
-def test_log_transform_uses_pseudocount():
-    X = np.abs(_base())
-    out = ModalityNormaliser(log_transform=True, pseudocount=0.5).fit(X).transform(X)
-    np.testing.assert_allclose(out, np.log2(X + 0.5), rtol=1e-6)
-
-
-@pytest.mark.parametrize("scaling", SCALINGS)
-def test_all_missing_row_stays_missing(scaling: str):
-    X = _data_with_nan()
-    normaliser = ModalityNormaliser(scaling=scaling).fit(X)
-    new = np.full((2, X.shape[1]), np.nan)
-    new[1] = X[0]
-    out = normaliser.transform(new)
-    assert np.isnan(out[0]).all()
-    assert np.isnan(normaliser.transform(X)[5]).all()
-    np.testing.assert_array_equal(out[1], normaliser.transform(X[:1])[0])
-
-
-def test_no_feature_passing_filters_raises():
-    with pytest.raises(ValueError, match="no feature passes"):
-        ModalityNormaliser().fit(np.ones((5, 3)))
-
-
-# --- fitted on training rows only ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("scaling", SCALINGS)
-def test_state_depends_only_on_fitted_rows(scaling: str):
-    X = _data_with_nan(n=40)
-    train, other = np.arange(0, 40, 2), np.arange(1, 40, 2)
-    before = ModalityNormaliser(scaling=scaling, top_variance=8).fit(X[train]).to_json()
-    changed = X.copy()
-    changed[other] = changed[other] * 10.0 + 3.0
-    changed[other[:3]] = np.nan
-    after = ModalityNormaliser(scaling=scaling, top_variance=8).fit(changed[train]).to_json()
-    assert json.dumps(after) == json.dumps(before)
-    # and the rows do matter when they are part of the fit
-    pooled = ModalityNormaliser(scaling=scaling, top_variance=8).fit(changed).to_json()
-    assert json.dumps(pooled) != json.dumps(before)
-
-
-# --- the normalise step on the example miRNA file -----------------------------------------
-
-
-def _write_splits(path: Path, sample_ids: list[str], n_dev: int = 120) -> tuple[list, list]:
-    development, holdout = sample_ids[:n_dev], sample_ids[n_dev:]
-    path.write_text(json.dumps({"development": development, "holdout": holdout, "folds": []}))
-    return development, holdout
+CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+N_DEV = 120
 
 
 def _example_sample_ids() -> list[str]:
     return pd.read_csv(EXAMPLE / "samples.csv", dtype=str)["sample_id"].tolist()
 
 
-def _run(tmp: Path, data: Path, splits: Path) -> tuple[ad.AnnData, Path]:
+def _step_names(normaliser: ModalityNormaliser) -> list[str]:
+    return [type(step).__name__ for step in normaliser.steps]
+
+
+# --- example-derived raw tables, one per modality type ------------------------------------
+
+
+def _mrna() -> pd.DataFrame:
+    """Example mRNA (log scale), samples x genes."""
+    return pd.read_csv(EXAMPLE / "mrna.csv", dtype={"sample_id": str}).set_index("sample_id")
+
+
+def _protein_intensities() -> pd.DataFrame:
+    """Raw-scale intensities from the example RPPA values, with zeros (undetected) and NaN."""
+    protein = pd.read_parquet(EXAMPLE / "protein.parquet").set_index("sample_id").iloc[:, :40]
+    rng = np.random.default_rng(11)
+    raw = np.exp2(protein.to_numpy() + 16.0)
+    raw[rng.random(raw.shape) < 0.12] = 0.0  # below detection
+    raw[rng.random(raw.shape) < 0.08] = np.nan  # not measured
+    raw[:, 3] = 0.0  # never detected: dropped by the detection filter
+    raw[rng.random(raw.shape[0]) < 0.5, 5] = 0.0  # detected in about half the samples
+    return pd.DataFrame(raw, index=protein.index, columns=protein.columns)
+
+
+def _metabolites() -> pd.DataFrame:
+    """Positive concentrations (2**mRNA, sample dilution factors), with missing values."""
+    rng = np.random.default_rng(12)
+    mrna = _mrna().iloc[:, :50]
+    values = np.exp2(mrna.to_numpy()) * rng.uniform(0.5, 2.0, size=(len(mrna), 1))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    return pd.DataFrame(values, index=mrna.index, columns=[f"m{i}" for i in range(50)])
+
+
+def _betas() -> pd.DataFrame:
+    """Methylation beta values in [0, 1] (a logistic map of standardised mRNA), 0 and 1 included."""
+    rng = np.random.default_rng(13)
+    mrna = _mrna().iloc[:, 50:90]
+    z = (mrna - mrna.mean()) / mrna.std()
+    beta = 1.0 / (1.0 + np.exp(-1.5 * z.to_numpy()))
+    beta[rng.random(beta.shape) < 0.05] = np.nan
+    beta[0, 0], beta[1, 1] = 0.0, 1.0
+    return pd.DataFrame(beta, index=mrna.index, columns=[f"cg{i:05d}" for i in range(40)])
+
+
+def _clinical() -> pd.DataFrame:
+    """Numeric age and a categorical stage (text), some of both missing."""
+    ids = _example_sample_ids()
+    rng = np.random.default_rng(14)
+    age = rng.uniform(28, 85, size=len(ids)).round(1)
+    age[[4, 9]] = np.nan
+    stage = rng.choice(["I", "II", "III"], size=len(ids)).astype(object)
+    stage[[2, 7]] = None
+    return pd.DataFrame({"age": age, "stage": pd.Series(stage, index=ids, dtype=object)}, index=ids)
+
+
+# --- steps from the config ----------------------------------------------------------------
+
+EXPECTED_DEFAULTS = {
+    "rnaseq_counts": ["FilterByExpr", "CountNormaliser"],
+    "proteomics": ["DetectionFilter", "LeftCensoredImputer", "Log2", "MedianScaling"],
+    "metabolomics": [
+        "MissingnessFilter",
+        "ProbabilisticQuotientNormalisation",
+        "GeneralisedLog",
+    ],
+    "transcriptomics": ["MissingnessFilter", "VarianceFilter", "MedianScaling"],
+    "methylation": ["MissingnessFilter", "BetaToM", "VarianceFilter"],
+    "genotype": ["GenotypeQC"],
+    "clinical": ["ClinicalEncoder"],
+    "other": ["MissingnessFilter", "VarianceFilter"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_DEFAULTS))
+def test_default_steps_per_type(kind: str):
+    normaliser = normaliser_from_spec({"type": kind})
+    assert _step_names(normaliser) == EXPECTED_DEFAULTS[kind]
+    assert normaliser.batch_column == "batch"
+    assert not normaliser.uses_batch
+    assert not hasattr(normaliser, "feature_names_out_")  # unfitted
+
+
+def test_default_step_parameters():
+    counts = normaliser_from_spec({"type": "rnaseq_counts"}).steps[1].get_params()
+    assert (counts["library_size"], counts["transformation"]) == ("tmm", "log_cpm")
+    proteomics = normaliser_from_spec({"type": "proteomics"}).steps
+    assert proteomics[0].get_params()["min_detection_rate"] == 0.5
+    assert proteomics[1].get_params()["method"] == "half_minimum"
+    assert proteomics[2].get_params()["pseudocount"] == 0.0
+    for kind in ("metabolomics", "transcriptomics", "methylation", "other"):
+        assert normaliser_from_spec({"type": kind}).steps[0].max_missing_fraction == 0.5
+
+
+@pytest.mark.parametrize("spec", [{}, {"type": None}, {"type": "not-a-type"}])
+def test_absent_or_unknown_type_uses_other(spec: dict):
+    assert _step_names(normaliser_from_spec(spec)) == EXPECTED_DEFAULTS["other"]
+
+
+def test_explicit_normalisation_list_overrides_type_defaults():
+    spec = {
+        "type": "proteomics",
+        "batch_column": "run",
+        "normalisation": [
+            {"method": "log2", "pseudocount": 0.5},
+            {"method": "variance_filter", "top_n": 7},
+            {"method": "combat", "mean_only": True},
+        ],
+    }
+    normaliser = normaliser_from_spec(spec, name="prot")
+    assert _step_names(normaliser) == ["Log2", "VarianceFilter", "ComBat"]
+    assert normaliser.steps[0].pseudocount == 0.5
+    assert normaliser.steps[1].top_n == 7
+    assert normaliser.steps[2].mean_only is True
+    assert normaliser.batch_column == "run"
+    assert normaliser.uses_batch
+
+
+def test_resolve_steps_returns_copies():
+    steps = resolve_steps({"type": "proteomics"})
+    steps[0]["min_detection_rate"] = 0.99
+    steps.append({"method": "combat"})
+    assert TYPE_DEFAULT_STEPS["proteomics"][0]["min_detection_rate"] == 0.5
+    assert len(resolve_steps({"type": "proteomics"})) == 4
+    explicit = [{"method": "log2"}]
+    resolved = resolve_steps({"normalisation": explicit})
+    resolved[0]["pseudocount"] = 3.0
+    assert explicit == [{"method": "log2"}]
+
+
+def test_every_method_names_a_registered_step():
+    for method, step in METHODS.items():
+        assert step in STEP_REGISTRY, method
+        assert type(build_step({"method": method})).__name__ == step
+
+
+@pytest.mark.parametrize("entry", [{"method": "zscore"}, {"pseudocount": 1.0}, {"method": None}])
+def test_build_step_unknown_method(entry: dict):
+    with pytest.raises(InputError) as excinfo:
+        build_step(entry, where="modalities.x.normalisation[2]")
+    message = str(excinfo.value)
+    assert "modalities.x.normalisation[2]" in message
+    assert "unknown method" in message
+    assert repr(entry.get("method")) in message
+    assert "quantile_normalisation" in message  # the known methods are listed
+
+
+def test_build_step_unknown_parameter_names_key_and_allowed():
+    with pytest.raises(InputError) as excinfo:
+        build_step({"method": "log2", "pseudo_count": 1.0}, where="modalities.m.normalisation[0]")
+    message = str(excinfo.value)
+    assert "modalities.m.normalisation[0]" in message
+    assert "'log2'" in message
+    assert "pseudo_count" in message
+    assert "['pseudocount']" in message
+
+
+def test_normaliser_from_spec_error_names_the_config_key():
+    spec = {"normalisation": [{"method": "log2"}, {"method": "median_scaling", "center": 1}]}
+    with pytest.raises(InputError, match=r"modalities\.prot\.normalisation\[1\]"):
+        normaliser_from_spec(spec, name="prot")
+    spec = {"normalisation": [{"method": "log2"}, {"method": "tmm"}]}
+    with pytest.raises(InputError, match=r"modalities\.prot\.normalisation\[1\].*'tmm'"):
+        normaliser_from_spec(spec, name="prot")
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "value", "attribute"),
+    [
+        ("left_censored_imputation", "imputation", "downshifted_normal", "method"),
+        ("feature_scaling", "scaling", "auto", "method"),
+    ],
+)
+def test_renamed_config_keys(method: str, key: str, value: str, attribute: str):
+    step = build_step({"method": method, key: value})
+    assert getattr(step, attribute) == value
+    # the step's own parameter name is not a config key: "method" names the step
+    with pytest.raises(InputError) as excinfo:
+        build_step({"method": method, key: value, "extra": 1}, where="w")
+    message = str(excinfo.value)
+    assert "extra" in message
+    assert repr(key) in message  # the allowed list shows the config key ...
+    assert "'method'" not in message.split("parameters are")[1]  # ... not the step's name
+    # a renamed key is not accepted by other steps
+    with pytest.raises(InputError, match=key):
+        build_step({"method": "log2", key: value})
+
+
+def test_renamed_key_value_is_validated_at_fit():
+    step = build_step({"method": "feature_scaling", "scaling": "zscore"})
+    with pytest.raises(ValueError, match="zscore"):
+        step.fit(np.random.default_rng(0).normal(size=(5, 3)))
+
+
+# --- the chain ----------------------------------------------------------------------------
+
+
+def _proteomics_chain() -> ModalityNormaliser:
+    return normaliser_from_spec(
+        {
+            "type": "proteomics",
+            "normalisation": [
+                *TYPE_DEFAULT_STEPS["proteomics"],
+                {"method": "variance_filter", "top_n": 20},
+                {"method": "feature_scaling", "scaling": "auto"},
+            ],
+        }
+    )
+
+
+def test_chain_output_dtype_names_and_kept_inputs():
+    data = _protein_intensities()
+    normaliser = _proteomics_chain().fit(data.iloc[:N_DEV])
+    out = normaliser.transform(data)
+    assert out.dtype == np.float32
+    names = normaliser.get_feature_names_out()
+    assert out.shape == (len(data), 20) == (len(data), len(names))
+    assert normaliser.feature_names_in_.tolist() == data.columns.tolist()
+    assert normaliser.text_features_ == []
+    assert data.columns[3] not in names  # never detected
+    assert set(names) <= set(data.columns)
+    kept = normaliser.kept_inputs()
+    assert kept.dtype == bool
+    np.testing.assert_array_equal(kept, data.columns.isin(names))
+    # each step saw the previous step's output: the chain equals the steps run by hand
+    step_data = data.iloc[:N_DEV].to_numpy()
+    for step in normaliser.steps:
+        step_data = step.transform(step_data)
+    np.testing.assert_array_equal(out[:N_DEV], step_data.astype(np.float32))
+
+
+def test_chain_json_round_trip_transforms_identically():
+    data = _protein_intensities()
+    fitted = _proteomics_chain().fit(data.iloc[:N_DEV])
+    state = json.loads(json.dumps(fitted.to_json()))
+    assert state["state_version"] == 2
+    assert [s["step"] for s in state["steps"]] == _step_names(fitted)
+    assert state["feature_names_in"] == data.columns.tolist()
+    restored = ModalityNormaliser.from_json(state)
+    assert _step_names(restored) == _step_names(fitted)
+    new = data.iloc[N_DEV:]
+    got = restored.transform(new)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, fitted.transform(new))
+    assert restored.to_json() == fitted.to_json()
+    np.testing.assert_array_equal(restored.get_feature_names_out(), fitted.get_feature_names_out())
+    np.testing.assert_array_equal(restored.kept_inputs(), fitted.kept_inputs())
+    assert restored.describe() == fitted.describe()
+
+
+def test_from_json_rejects_other_state_version():
+    state = normaliser_from_spec({"type": "transcriptomics"}).fit(_mrna()).to_json()
+    state["state_version"] = 1
+    with pytest.raises(ValueError, match="state_version"):
+        ModalityNormaliser.from_json(state)
+
+
+def test_describe_lists_steps_with_parameters():
+    described = normaliser_from_spec(
+        {"normalisation": [{"method": "log2", "pseudocount": 0.25}, {"method": "median_scaling"}]}
+    ).describe()
+    assert described == ["Log2({'pseudocount': 0.25})", "MedianScaling({})"]
+
+
+def test_transform_requires_the_fitted_columns_in_order():
+    data = _mrna().iloc[:, :30]
+    normaliser = normaliser_from_spec({"type": "transcriptomics"}).fit(data)
+    with pytest.raises(ValueError, match="same order"):
+        normaliser.transform(data[data.columns[::-1]])
+    with pytest.raises(ValueError, match="same order"):
+        normaliser.transform(data.iloc[:, :-1])
+
+
+@pytest.mark.parametrize(
+    ("kind", "table"),
+    [
+        ("transcriptomics", _mrna),
+        ("proteomics", _protein_intensities),
+        ("metabolomics", _metabolites),
+        ("methylation", _betas),
+        ("clinical", _clinical),
+    ],
+)
+def test_rows_without_the_modality_are_all_nan_and_not_fitted_on(kind: str, table):
+    data = table().iloc[:N_DEV]
+    absent = pd.DataFrame(
+        {c: pd.Series([None] * 3, dtype=data[c].dtype) for c in data.columns},
+        index=["absent1", "absent2", "absent3"],
+    )
+    # the absent rows interleaved with present ones
+    padded = pd.concat([data.iloc[:10], absent.iloc[:2], data.iloc[10:], absent.iloc[2:]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        plain = normaliser_from_spec({"type": kind}).fit(data)
+        with_absent = normaliser_from_spec({"type": kind}).fit(padded)
+        assert json.dumps(with_absent.to_json()) == json.dumps(plain.to_json())
+        out = with_absent.transform(padded)
+    missing = padded.index.str.startswith("absent")
+    assert np.isnan(out[missing]).all()
+    np.testing.assert_array_equal(out[~missing], plain.transform(data))
+    assert not np.isnan(out[~missing]).all(axis=1).any()
+
+
+def test_imputing_chain_leaves_rows_without_the_modality_missing():
+    rng = np.random.default_rng(15)
+    dosages = rng.binomial(2, rng.uniform(0.1, 0.5, size=30), size=(60, 30)).astype(float)
+    dosages[rng.random(dosages.shape) < 0.01] = np.nan
+    dosages[7] = np.nan  # not genotyped
+    frame = pd.DataFrame(dosages, columns=[f"rs{i}" for i in range(30)])
+    spec = {"type": "genotype", "normalisation": [{"method": "genotype_qc", "impute": "mean"}]}
+    normaliser = normaliser_from_spec(spec).fit(frame)
+    out = normaliser.transform(frame)
+    assert np.isnan(out[7]).all()
+    others = np.delete(out, 7, axis=0)
+    assert np.isfinite(others).all()  # partly missing genotypes are imputed
+    assert np.isnan(np.delete(dosages, 7, axis=0)).any()
+
+
+def test_fit_needs_two_samples_holding_the_modality():
+    data = _mrna().iloc[:5, :20].copy()
+    data.iloc[1:] = np.nan
+    with pytest.raises(ValueError, match="only 1 development sample"):
+        normaliser_from_spec({"type": "transcriptomics"}).fit(data)
+
+
+@pytest.mark.parametrize(
+    ("kind", "table"),
+    [
+        ("transcriptomics", _mrna),
+        ("proteomics", _protein_intensities),
+        ("metabolomics", _metabolites),
+        ("methylation", _betas),
+        ("clinical", _clinical),
+    ],
+)
+def test_patient_alone_equals_patient_in_batch(kind: str, table):
+    data = table()
+    if kind == "clinical":  # categories never seen in the development samples
+        data.loc[data.index[-2], "stage"] = "IV"
+        data.loc[data.index[-1], "stage"] = "unknown"
+    normaliser = normaliser_from_spec({"type": kind}).fit(data.iloc[:N_DEV])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        together = normaliser.transform(data)
+        reversed_ = normaliser.transform(data.iloc[::-1])[::-1]
+        alone = np.vstack([normaliser.transform(data.iloc[[i]]) for i in range(len(data))])
+    assert together.shape[1] > 0
+    np.testing.assert_array_equal(alone, together)
+    np.testing.assert_array_equal(reversed_, together)
+    assert np.isfinite(together).any(axis=1).all()
+
+
+def test_proteomics_defaults_on_raw_intensities():
+    data = _protein_intensities()
+    normaliser = normaliser_from_spec({"type": "proteomics"}).fit(data.iloc[:N_DEV])
+    out = normaliser.transform(data)
+    names = normaliser.get_feature_names_out().tolist()
+    assert data.columns[3] not in names
+    kept = data[names].to_numpy()
+    # below-detection zeros are imputed (finite, on the log scale); not measured stays NaN
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(kept))
+    assert np.isfinite(out[kept == 0.0]).all()
+    # per-sample median scaling: every sample's median is the frozen reference
+    medians = np.nanmedian(out, axis=1)
+    np.testing.assert_allclose(medians, medians[0], atol=1e-4)
+
+
+def test_clinical_text_column_is_one_hot_encoded():
+    data = _clinical()
+    normaliser = normaliser_from_spec({"type": "clinical"}).fit(data.iloc[:N_DEV])
+    assert normaliser.text_features_ == ["stage"]
+    assert normaliser.get_feature_names_out().tolist() == [
+        "age",
+        "stage=I",
+        "stage=II",
+        "stage=III",
+    ]
+    np.testing.assert_array_equal(normaliser.kept_inputs(), [True, True])
+    new = pd.DataFrame(
+        {"age": [61.0, np.nan, 40.0], "stage": pd.Series(["II", "IV", None], dtype=object)}
+    )
+    with pytest.warns(UserWarning, match=r"'IV'"):
+        out = normaliser.transform(new)
+    expected = np.array([[61, 0, 1, 0], [np.nan, 0, 0, 0], [40, np.nan, np.nan, np.nan]])
+    np.testing.assert_array_equal(out, expected.astype(np.float32))
+    state = json.loads(json.dumps(normaliser.to_json()))
+    assert state["text_features"] == ["stage"]
+    restored = ModalityNormaliser.from_json(state)
+    assert restored.text_features_ == ["stage"]
+    with pytest.warns(UserWarning):
+        np.testing.assert_array_equal(restored.transform(new), out)
+
+
+def test_clinical_table_without_text_uses_configured_columns():
+    """``categorical`` and ``ranges`` name columns, also when every column is numeric."""
+    data = _clinical()[["age"]].copy()
+    data["stage"] = np.tile([1.0, 2.0, 3.0], 50)
+    data.iloc[5, 1] = np.nan
+    spec = {
+        "type": "clinical",
+        "normalisation": [
+            {
+                "method": "clinical_encoding",
+                "categorical": ["stage"],
+                "ranges": {"age": [0, 120]},
+            }
+        ],
+    }
+    normaliser = normaliser_from_spec(spec).fit(data.iloc[:N_DEV])
+    assert normaliser.text_features_ == []
+    assert normaliser.get_feature_names_out().tolist() == ["age", "stage=1", "stage=2", "stage=3"]
+    np.testing.assert_array_equal(normaliser.kept_inputs(), [True, True])
+    out = normaliser.transform(data.iloc[:6])
+    np.testing.assert_array_equal(out[:3, 1:], np.eye(3, dtype=np.float32))
+    assert np.isnan(out[5, 1:]).all()
+    implausible = data.iloc[:2].copy()
+    implausible.iloc[1, 0] = 150.0  # months, not years
+    with pytest.raises(ValueError, match=r"'age'.*outside the plausible range \[0, 120\]"):
+        normaliser.transform(implausible)
+
+
+# --- batch correction ---------------------------------------------------------------------
+
+COMBAT_SPEC = {
+    "type": "transcriptomics",
+    "batch_column": "run",
+    "normalisation": [{"method": "missingness_filter"}, {"method": "combat"}],
+}
+
+
+def _batched_mrna() -> tuple[pd.DataFrame, np.ndarray]:
+    """Example mRNA with a synthetic additive and multiplicative effect on batch "b2"."""
+    data = _mrna().iloc[:, :40].copy()
+    batch = np.where(np.arange(len(data)) % 3 == 0, "b2", "b1").astype(object)
+    b2 = batch == "b2"
+    data.loc[b2] = data.loc[b2] * 1.3 + 1.5
+    return data, batch
+
+
+def test_combat_chain_removes_batch_effect_for_new_samples():
+    data, batch = _batched_mrna()
+    normaliser = normaliser_from_spec(COMBAT_SPEC)
+    assert normaliser.uses_batch and normaliser.batch_column == "run"
+    normaliser.fit(data.iloc[:N_DEV], batch=batch[:N_DEV])
+    new, new_batch = data.iloc[N_DEV:], batch[N_DEV:]
+    assert set(new_batch) == {"b1", "b2"}
+    out = normaliser.transform(new, batch=new_batch)
+    raw = new.to_numpy()
+    b2 = new_batch == "b2"
+
+    def gap(values):
+        return np.abs(values[b2].mean(axis=0) - values[~b2].mean(axis=0)).mean()
+
+    assert gap(raw) > 1.0
+    assert gap(out) < 0.3 * gap(raw)
+    # a new sample is corrected alike alone or with others
+    alone = np.vstack(
+        [normaliser.transform(new.iloc[[i]], batch=[new_batch[i]]) for i in range(len(new))]
+    )
+    np.testing.assert_array_equal(alone, out)
+    # the batch label matters
+    swapped = normaliser.transform(new, batch=np.where(b2, "b1", "b2"))
+    assert not np.allclose(swapped, out)
+    # and survives the JSON round trip
+    restored = ModalityNormaliser.from_json(json.loads(json.dumps(normaliser.to_json())))
+    assert restored.batch_column == "run" and restored.uses_batch
+    np.testing.assert_array_equal(restored.transform(new, batch=new_batch), out)
+
+
+def test_combat_chain_unseen_or_missing_batch_raises():
+    data, batch = _batched_mrna()
+    normaliser = normaliser_from_spec(COMBAT_SPEC).fit(data.iloc[:N_DEV], batch=batch[:N_DEV])
+    new = data.iloc[N_DEV : N_DEV + 3]
+    with pytest.raises(ValueError, match=r"'b3'.*not seen"):
+        normaliser.transform(new, batch=["b1", "b3", "b2"])
+    with pytest.raises(ValueError, match="not seen"):
+        normaliser.transform(new)
+    # rows without the modality need no batch label
+    absent = pd.DataFrame(np.nan, index=["x"], columns=data.columns)
+    assert np.isnan(normaliser.transform(absent, batch=[None])).all()
+
+
+def test_combat_chain_fit_needs_batch_labels():
+    data, _ = _batched_mrna()
+    with pytest.raises(ValueError, match="batch"):
+        normaliser_from_spec(COMBAT_SPEC).fit(data.iloc[:N_DEV])
+
+
+# --- the normalise step on the example files ----------------------------------------------
+
+
+def _write_splits(path: Path, sample_ids: list[str], n_dev: int = N_DEV) -> tuple[list, list]:
+    development, holdout = sample_ids[:n_dev], sample_ids[n_dev:]
+    path.write_text(json.dumps({"development": development, "holdout": holdout, "folds": []}))
+    return development, holdout
+
+
+def _spec(name: str, path: Path | None = None) -> dict:
+    spec = dict(CONFIG["modalities"][name])
+    spec["path"] = str(path if path is not None else ROOT / spec["path"])
+    return spec
+
+
+def _run(
+    tmp: Path, name: str, spec: dict, splits: Path, cohort: Path | None = None
+) -> tuple[ad.AnnData, Path]:
     tmp.mkdir(parents=True, exist_ok=True)
-    h5ad_out, params_out = tmp / "mirna.h5ad", tmp / "mirna.params.json"
-    spec = {**MIRNA_SPEC, "path": str(data)}
-    normalise_modality_file("mirna", spec, splits=splits, h5ad_out=h5ad_out, params_out=params_out)
+    h5ad_out, params_out = tmp / f"{name}.h5ad", tmp / f"{name}.params.json"
+    normalise_modality_file(
+        name, spec, splits=splits, cohort=cohort, h5ad_out=h5ad_out, params_out=params_out
+    )
     return ad.read_h5ad(h5ad_out), params_out
 
 
 def test_normalise_modality_file_on_example_mirna(tmp_path: Path):
-    sample_ids = _example_sample_ids()
-    development, _ = _write_splits(tmp_path / "splits.json", sample_ids)
-    adata, params_out = _run(tmp_path / "out", EXAMPLE / "mirna.tsv", tmp_path / "splits.json")
+    development, _ = _write_splits(tmp_path / "splits.json", _example_sample_ids())
+    spec = _spec("mirna")
+    adata, params_out = _run(tmp_path / "out", "mirna", spec, tmp_path / "splits.json")
 
     table = pd.read_csv(EXAMPLE / "mirna.tsv", sep="\t").set_index("feature_id")
     assert adata.var_names.tolist() == table.index.tolist()
     assert adata.obs_names.tolist() == table.columns.tolist()
     assert adata.shape == (150, 184)
-    raw = np.asarray(adata.layers["raw"])
+    raw = np.asarray(adata.X)
     assert raw.dtype == np.float32
     np.testing.assert_array_equal(raw, table.T.to_numpy(dtype=np.float32))
 
     is_dev = adata.obs_names.isin(development)
     np.testing.assert_array_equal(adata.obs["development"].to_numpy(), is_dev)
     assert (adata.var["modality"] == "mirna").all()
+    assert not adata.var["text"].any()
+    assert "batch_column" not in adata.uns
     kept = adata.var["kept"].to_numpy()
     assert kept.dtype == bool
     assert 0 < kept.sum() <= 184
 
     params = read_json(params_out)
     assert params["modality"] == "mirna"
-    assert params["n_development_samples"] == 120
+    assert params["n_development_samples"] == N_DEV
     state = params["normaliser"]
-    assert state["params"]["scaling"] == "quantile"
+    assert [s["step"] for s in state["steps"]] == [
+        "MissingnessFilter",
+        "VarianceFilter",
+        "QuantileNormalisation",
+    ]
+    assert state["steps"][0]["params"]["max_missing_fraction"] == 0.5
     assert state["feature_names_in"] == table.index.tolist()
-    np.testing.assert_array_equal(state["keep"], kept)
-
-    # X: the development-fitted normaliser applied to every sample, NaN for dropped features
     normaliser = ModalityNormaliser.from_json(state)
+    assert params["steps"] == normaliser.describe()
+    np.testing.assert_array_equal(normaliser.kept_inputs(), kept)
+
+    # obsm: the development-fitted chain applied to every sample, named by output feature
+    normalised = adata.obsm["normalised"]
+    assert isinstance(normalised, pd.DataFrame)
+    assert normalised.index.tolist() == adata.obs_names.tolist()
+    assert normalised.columns.tolist() == state["feature_names_out"]
+    assert normalised.columns.tolist() == table.index[kept].tolist()
     expected = normaliser.transform(pd.DataFrame(raw.astype(np.float64), columns=table.index))
-    X = np.asarray(adata.X)
-    np.testing.assert_array_equal(X[:, kept], expected)
-    assert np.isnan(X[:, ~kept]).all()
+    np.testing.assert_array_equal(normalised.to_numpy(), expected)
     # the fit used the development samples only
-    refit = ModalityNormaliser(scaling="quantile").fit(
+    refit = normaliser_from_spec(spec, name="mirna").fit(
         pd.DataFrame(raw[is_dev].astype(np.float64), columns=table.index)
     )
     assert json.dumps(refit.to_json()) == json.dumps(state)
+    pooled = normaliser_from_spec(spec, name="mirna").fit(
+        pd.DataFrame(raw.astype(np.float64), columns=table.index)
+    )
+    assert json.dumps(pooled.to_json()) != json.dumps(state)
 
 
 def test_normalise_modality_file_ignores_holdout_values(tmp_path: Path):
-    sample_ids = _example_sample_ids()
-    _, holdout = _write_splits(tmp_path / "splits.json", sample_ids)
+    _, holdout = _write_splits(tmp_path / "splits.json", _example_sample_ids())
     holdout_set = set(holdout)
 
     lines = (EXAMPLE / "mirna.tsv").read_text().splitlines()
@@ -430,23 +622,152 @@ def test_normalise_modality_file_ignores_holdout_values(tmp_path: Path):
     modified = tmp_path / "mirna_modified.tsv"
     modified.write_text("\n".join(changed) + "\n")
 
-    original, params_a = _run(tmp_path / "a", EXAMPLE / "mirna.tsv", tmp_path / "splits.json")
-    altered, params_b = _run(tmp_path / "b", modified, tmp_path / "splits.json")
+    splits = tmp_path / "splits.json"
+    original, params_a = _run(tmp_path / "a", "mirna", _spec("mirna"), splits)
+    altered, params_b = _run(tmp_path / "b", "mirna", _spec("mirna", modified), splits)
     assert params_a.read_bytes() == params_b.read_bytes()
     # the holdout raw values did change, so the check above is not vacuous
     hold = original.obs_names.isin(holdout)
     np.testing.assert_allclose(
-        np.asarray(altered.layers["raw"])[hold],
-        np.asarray(original.layers["raw"])[hold] * 10,
-        rtol=1e-6,
+        np.asarray(altered.X)[hold], np.asarray(original.X)[hold] * 10, rtol=1e-6
     )
-    np.testing.assert_array_equal(np.asarray(altered.X)[~hold], np.asarray(original.X)[~hold])
+    np.testing.assert_array_equal(
+        altered.obsm["normalised"].to_numpy()[~hold], original.obsm["normalised"].to_numpy()[~hold]
+    )
+    # quantile normalisation only uses ranks within a sample: scaled holdout samples map alike
+    np.testing.assert_array_equal(
+        altered.obsm["normalised"].to_numpy()[hold], original.obsm["normalised"].to_numpy()[hold]
+    )
 
 
 def test_normalise_modality_file_without_development_samples_raises(tmp_path: Path):
-    from omics_ml.io import InputError
-
     splits = tmp_path / "splits.json"
     splits.write_text(json.dumps({"development": ["nobody"], "holdout": [], "folds": []}))
     with pytest.raises(InputError, match="no development sample"):
-        _run(tmp_path / "out", EXAMPLE / "mirna.tsv", splits)
+        _run(tmp_path / "out", "mirna", _spec("mirna"), splits)
+
+
+def test_normalise_modality_file_on_example_rnaseq_counts(tmp_path: Path):
+    development, _ = _write_splits(tmp_path / "splits.json", _example_sample_ids())
+    spec = _spec("rnaseq")
+    assert spec["type"] == "rnaseq_counts" and "normalisation" not in spec
+    adata, params_out = _run(tmp_path / "out", "rnaseq", spec, tmp_path / "splits.json")
+
+    table = pd.read_csv(EXAMPLE / "rnaseq.tsv", sep="\t").set_index("gene_id")
+    assert adata.shape == (150, 505)
+    assert adata.var_names.tolist() == table.index.tolist()
+    raw = np.asarray(adata.X)
+    np.testing.assert_array_equal(raw, table.T.to_numpy(dtype=np.float32))
+
+    state = read_json(params_out)["normaliser"]
+    assert [s["step"] for s in state["steps"]] == ["FilterByExpr", "CountNormaliser"]
+    normaliser = ModalityNormaliser.from_json(state)
+    kept = adata.var["kept"].to_numpy()
+    np.testing.assert_array_equal(kept, normaliser.kept_inputs())
+    assert 0 < kept.sum() < 505  # filterByExpr drops lowly expressed genes
+    normalised = adata.obsm["normalised"]
+    assert normalised.columns.tolist() == table.index[kept].tolist()
+    frame = pd.DataFrame(raw.astype(np.float64), columns=table.index)
+    out = normalised.to_numpy()
+    np.testing.assert_array_equal(out, normaliser.transform(frame))
+    assert np.isfinite(out).all()
+    # fitted on the development samples only
+    is_dev = adata.obs_names.isin(development)
+    refit = normaliser_from_spec(spec, name="rnaseq").fit(frame[is_dev])
+    assert json.dumps(refit.to_json()) == json.dumps(state)
+    # log-CPM is monotone in the counts within a sample
+    counts = raw[:, kept]
+    for i in range(0, 150, 15):
+        order = np.argsort(counts[i], kind="stable")
+        assert np.all(np.diff(out[i, order]) >= 0)
+    # library-size normalisation: a sample sequenced twice as deep gives about the same log-CPM
+    deeper = normaliser.transform(frame.iloc[N_DEV:] * 2.0)
+    np.testing.assert_allclose(deeper, out[N_DEV:], atol=0.05)
+    shallow_raw = out[N_DEV:] - np.log2(np.nansum(counts[N_DEV:], axis=1, keepdims=True))
+    assert not np.allclose(shallow_raw, out[N_DEV:], atol=0.05)
+
+
+def test_normalise_modality_file_with_batch_labels_from_the_cohort(tmp_path: Path):
+    ids = _example_sample_ids()
+    _write_splits(tmp_path / "splits.json", ids)
+    data, batch = _batched_mrna()
+    data = data.reindex(ids)
+    batch = pd.Series(batch, index=_mrna().index).reindex(ids).to_numpy()
+    data.reset_index(names="sample_id").to_csv(tmp_path / "mrna.csv", index=False)
+    cohort = tmp_path / "cohort.parquet"
+    pd.DataFrame({"sample_id": ids, "subject_id": ids, "run": batch}).to_parquet(cohort)
+    spec = {**COMBAT_SPEC, "path": str(tmp_path / "mrna.csv")}
+
+    adata, params_out = _run(tmp_path / "out", "mrna", spec, tmp_path / "splits.json", cohort)
+    assert adata.uns["batch_column"] == "run"
+    normaliser = ModalityNormaliser.from_json(read_json(params_out)["normaliser"])
+    assert normaliser.batch_column == "run"
+    raw = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
+    expected = normaliser.transform(raw, batch=batch)
+    np.testing.assert_array_equal(adata.obsm["normalised"].to_numpy(), expected)
+    dev = slice(0, N_DEV)
+    refit = normaliser_from_spec(spec).fit(raw.iloc[dev], batch=batch[dev])
+    assert json.dumps(refit.to_json()) == json.dumps(normaliser.to_json())
+
+    with pytest.raises(InputError, match=r"modalities\.mrna\.batch_column"):
+        _run(tmp_path / "no_cohort", "mrna", spec, tmp_path / "splits.json")
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"sample_id": ids, "subject_id": ids, "batch": batch}).to_parquet(other)
+    with pytest.raises(InputError, match="no column 'run'"):
+        _run(tmp_path / "no_column", "mrna", spec, tmp_path / "splits.json", other)
+
+
+def test_normalise_modality_file_with_clinical_text_column(tmp_path: Path):
+    ids = _example_sample_ids()
+    development, _ = _write_splits(tmp_path / "splits.json", ids)
+    clinical = _clinical()
+    clinical.loc[ids[-1], "stage"] = "IV"  # a holdout-only category
+    path = tmp_path / "clinical.csv"
+    clinical.reset_index(names="sample_id").to_csv(path, index=False)
+    spec = {"path": str(path), "type": "clinical"}
+
+    with pytest.warns(UserWarning, match="'IV'"):  # the holdout category, when transformed
+        adata, params_out = _run(tmp_path / "out", "clinical", spec, tmp_path / "splits.json")
+    assert adata.var_names.tolist() == ["age", "stage"]
+    np.testing.assert_array_equal(adata.var["text"].to_numpy(), [False, True])
+    np.testing.assert_array_equal(adata.var["kept"].to_numpy(), [True, True])
+    raw = np.asarray(adata.X)
+    np.testing.assert_array_equal(raw[:, 0], clinical["age"].to_numpy(dtype=np.float32))
+    assert np.isnan(raw[:, 1]).all()  # text lives in obs, not in X
+    stage = adata.obs["text:stage"]
+    expected = clinical["stage"].reindex(adata.obs_names)
+    assert stage.isna().tolist() == expected.isna().tolist()
+    assert stage.dropna().astype(str).tolist() == expected.dropna().tolist()
+
+    state = read_json(params_out)["normaliser"]
+    assert state["text_features"] == ["stage"]
+    normalised = adata.obsm["normalised"]
+    # categories come from the development samples only: "IV" has no output column
+    assert normalised.columns.tolist() == ["age", "stage=I", "stage=II", "stage=III"]
+    assert sorted(set(clinical.loc[development, "stage"].dropna())) == ["I", "II", "III"]
+    row = normalised.loc[ids[-1]]
+    assert row[["stage=I", "stage=II", "stage=III"]].tolist() == [0.0, 0.0, 0.0]
+    for category in ("I", "II", "III"):
+        np.testing.assert_array_equal(
+            normalised[f"stage={category}"].fillna(-1).to_numpy(),
+            np.where(expected.isna(), -1, (expected == category).astype(float)),
+        )
+    # the same table through modality_frame and the frozen state
+    matrix = read_matrix(path, allow_text=True)
+    frame = modality_frame(matrix)
+    assert frame["stage"].dtype == object
+    with pytest.warns(UserWarning, match="IV"):
+        again = ModalityNormaliser.from_json(state).transform(frame)
+    np.testing.assert_array_equal(again, normalised.to_numpy())
+
+
+def test_modality_frame_keeps_text_as_objects(tmp_path: Path):
+    path = tmp_path / "clin.csv"
+    path.write_text("sample_id,age,stage,grade\ns1,50,I,1\ns2,,II,\ns3,61.5,,3\n")
+    frame = modality_frame(read_matrix(path, allow_text=True))
+    assert frame.index.tolist() == ["s1", "s2", "s3"]
+    assert frame.columns.tolist() == ["age", "stage", "grade"]
+    assert frame["age"].dtype == np.float64 and frame["grade"].dtype == np.float64
+    assert frame["stage"].dtype == object
+    assert frame["stage"].tolist() == ["I", "II", None]
+    np.testing.assert_array_equal(frame["grade"].to_numpy(), [1.0, np.nan, 3.0])

@@ -65,11 +65,20 @@ def test_render_report_contains_metrics_plots_and_commands(tmp_path: Path) -> No
         holdout={"n_samples": 2, "metrics": _metrics(0.5432)},
         state={
             "classes": ["a", "b"],
-            "modalities": [{"name": "mrna", "normaliser": {"keep": [True, False, True, True]}}],
+            "modalities": [
+                {
+                    "name": "mrna",
+                    "normaliser": {
+                        "feature_names_out": ["g1", "g3", "g4"],
+                        "steps": [{"step": "MissingnessFilter"}, {"step": "MedianScaling"}],
+                    },
+                }
+            ],
         },
         plots=[png],
     )
     assert "demo version 3" in html
+    assert "MissingnessFilter → MedianScaling" in html
     assert "0.877" in html and "0.543" in html and "90% CI" in html
     assert "data:image/png;base64," in html
     assert "not moved" in html

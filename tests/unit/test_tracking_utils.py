@@ -67,7 +67,17 @@ def test_flatten_config_nested_and_values_as_strings():
         "seed": 42,
         "task": "classification",
         "split": {"holdout_fraction": 0.2, "n_splits": 5},
-        "modalities": {"mrna": {"path": "a.csv", "log_transform": False, "top_variance": None}},
+        "modalities": {
+            "mrna": {
+                "path": "a.csv",
+                "batch_column": None,
+                "normalisation": [
+                    {"method": "missingness_filter", "max_missing_fraction": 0.5},
+                    {"method": "feature_scaling", "scaling": "auto"},
+                ],
+            },
+            "prot": {"path": "p.parquet", "type": "proteomics", "impute": False},
+        },
         "model": {"grid": [1, 2]},
     }
     flat = flatten_config(config)
@@ -77,10 +87,19 @@ def test_flatten_config_nested_and_values_as_strings():
         "split.holdout_fraction": "0.2",
         "split.n_splits": "5",
         "modalities.mrna.path": "a.csv",
-        "modalities.mrna.log_transform": "false",
-        "modalities.mrna.top_variance": "null",
+        "modalities.mrna.batch_column": "null",
+        "modalities.mrna.normalisation": (
+            '[{"method": "missingness_filter", "max_missing_fraction": 0.5}, '
+            '{"method": "feature_scaling", "scaling": "auto"}]'
+        ),
+        "modalities.prot.path": "p.parquet",
+        "modalities.prot.type": "proteomics",
+        "modalities.prot.impute": "false",
         "model.grid": "[1, 2]",
     }
+    # the step list round-trips: the logged parameter records the whole chain
+    steps = config["modalities"]["mrna"]["normalisation"]
+    assert json.loads(flat["modalities.mrna.normalisation"]) == steps
     assert all(isinstance(v, str) for v in flat.values())
     assert flatten_config({}) == {}
     assert flatten_config({"a": {}}) == {}
@@ -106,6 +125,32 @@ def test_config_hash_changes_with_values():
     assert config_hash(base) != config_hash({"seed": 2, "model": {"max_depth": 3}})
     assert config_hash(base) != config_hash({"seed": 1, "model": {"max_depth": 4}})
     assert config_hash(base) != config_hash({"seed": 1, "model": {"max_depth": "3"}})
+
+
+def test_config_hash_changes_with_normalisation_steps():
+    def config(steps):
+        return {"modalities": {"m": {"path": "m.csv", "normalisation": steps}}}
+
+    base = config([{"method": "log2", "pseudocount": 1.0}, {"method": "median_scaling"}])
+    assert config_hash(base) == config_hash(
+        config([{"pseudocount": 1.0, "method": "log2"}, {"method": "median_scaling"}])
+    )
+    # a parameter, the order of the steps, or an added step changes the hash
+    assert config_hash(base) != config_hash(
+        config([{"method": "log2", "pseudocount": 0.5}, {"method": "median_scaling"}])
+    )
+    assert config_hash(base) != config_hash(
+        config([{"method": "median_scaling"}, {"method": "log2", "pseudocount": 1.0}])
+    )
+    assert config_hash(base) != config_hash(
+        config(
+            [
+                {"method": "log2", "pseudocount": 1.0},
+                {"method": "median_scaling"},
+                {"method": "combat"},
+            ]
+        )
+    )
 
 
 # --- pseudonymise -------------------------------------------------------------------------

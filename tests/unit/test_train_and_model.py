@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anndata as ad
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from omics_ml.integrate import integrate_modalities
+from omics_ml.cli import main
+from omics_ml.integrate import integrate_modalities, raw_input_frame
 from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, model_signature
 from omics_ml.normalise import normalise_modality_file
 from omics_ml.pipeline import OmicsPipeline
+from omics_ml.predict import predict_files
 from omics_ml.split import write_splits
 from omics_ml.train import train_final, train_fold
 from omics_ml.validate import load_cohort
@@ -93,6 +96,7 @@ def test_train_final_uses_frozen_development_normalisers(prepared) -> None:
         roc_png=tmp / "r.png",
     )
     state = json.loads((tmp / "final/state.json").read_text())
+    assert [m["name"] for m in state["modalities"]] == ["mrna", "mirna", "protein", "rnaseq"]
     for modality in state["modalities"]:
         assert (
             modality["normaliser"] == json.loads(params[modality["name"]].read_text())["normaliser"]
@@ -109,6 +113,7 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
     pipeline = OmicsPipeline.load(tmp / "final")
     signature = model_signature(pipeline)
     assert all(not col.required for col in signature.inputs.inputs)
+    assert [c.name for c in signature.inputs.inputs] == ["sample_id", *pipeline.input_columns]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = mlflow.create_experiment(
         "unit", artifact_location=(tmp_path / "artifacts").as_uri()
@@ -128,11 +133,9 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
     )
     assert not list(artifacts.rglob("*.pkl")) and not list(artifacts.rglob("*.cloudpickle"))
     holdout = pd.read_parquet(tmp / "holdout.parquet")
-    import anndata as ad
-
     adata = ad.read_h5ad(tmp / "features.h5ad")[holdout["sample_id"].tolist()]
-    frame = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
-    frame.insert(0, "sample_id", adata.obs_names.to_numpy())
+    frame = raw_input_frame(adata)
+    assert frame["sample_id"].tolist() == holdout["sample_id"].tolist()
     served = loaded.predict(frame)
     np.testing.assert_allclose(
         served.filter(like="prob_").to_numpy(), holdout.filter(like="prob_").to_numpy(), atol=1e-9
@@ -141,3 +144,214 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
         frame.drop(columns=[c for c in frame if c.startswith("protein:")])
     )
     assert (without_protein["missing_modalities"] == "protein").all()
+
+
+# --- a clinical text modality and a batch-corrected modality, from training to `predict` -----
+
+
+def _log_model(tmp_path: Path, model_dir: Path, config: dict) -> str:
+    """Log the pipeline as the tracking step does, with its input contract; return its URI."""
+    pipeline = OmicsPipeline.load(model_dir)
+    contract = {
+        m: {
+            "orientation": s.get("orientation", "samples_in_rows"),
+            "id_column": s.get("id_column", "sample_id"),
+            "type": s.get("type", "other"),
+            "text_features": list(pipeline.normalisers[m].text_features_),
+            "batch_column": (
+                pipeline.normalisers[m].batch_column if pipeline.normalisers[m].uses_batch else None
+            ),
+        }
+        for m, s in config["modalities"].items()
+    }
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment(
+        "unit-text-batch", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE_PATH),
+            artifacts={PIPELINE_ARTIFACT: str(model_dir)},
+            code_paths=[str(ROOT / "src/omics_ml")],
+            signature=model_signature(pipeline),
+            pip_requirements=["xgboost"],
+            metadata={"input_contract": contract},
+        )
+    return info.model_uri
+
+
+@pytest.fixture(scope="module")
+def text_and_batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("train_text_batch")
+    sheet = pd.read_csv(ROOT / "resources/example/samples.csv", dtype=str)
+    ids = sheet["sample_id"].tolist()
+    labels = pd.read_csv(ROOT / "resources/example/outcomes.csv", dtype=str).set_index("sample_id")[
+        "subtype"
+    ]
+    rng = np.random.default_rng(21)
+    sheet["run"] = np.where(np.arange(len(ids)) % 3 == 0, "r2", "r1")
+    sheet.to_csv(tmp / "samples.csv", index=False)
+    mrna = pd.read_csv(ROOT / "resources/example/mrna.csv", dtype={"sample_id": str})
+    genes = mrna.columns[1:]
+    shifted = (sheet.set_index("sample_id").loc[mrna["sample_id"], "run"] == "r2").to_numpy()
+    mrna.loc[shifted, genes] = mrna.loc[shifted, genes] * 1.2 + 1.0  # a batch effect
+    mrna.to_csv(tmp / "mrna.csv", index=False)
+    stage = labels.loc[ids].map({"Basal": "III", "Her2": "II", "LumA": "I"}).to_numpy(object)
+    flip = rng.random(len(ids)) < 0.3
+    stage[flip] = rng.choice(["I", "II", "III"], size=int(flip.sum()))
+    pd.DataFrame(
+        {"sample_id": ids, "age": rng.uniform(30, 80, len(ids)).round(1), "stage": stage}
+    ).to_csv(tmp / "clinical.csv", index=False)
+    config = {
+        "seed": 3,
+        "cohort": {
+            "samples": str(tmp / "samples.csv"),
+            "outcomes": str(ROOT / "resources/example/outcomes.csv"),
+            "outcome_column": "subtype",
+        },
+        "modalities": {
+            "mrna": {
+                "path": str(tmp / "mrna.csv"),
+                "type": "transcriptomics",
+                "batch_column": "run",
+                "normalisation": [
+                    {"method": "variance_filter", "top_n": 60},
+                    {"method": "combat"},
+                ],
+            },
+            "clinical": {"path": str(tmp / "clinical.csv"), "type": "clinical"},
+        },
+        "model": {"n_estimators": 40, "early_stopping_rounds": 10},
+        "evaluate": {"n_bootstrap": 10, "confidence_level": 0.9},
+    }
+    cohort = load_cohort(config)
+    assert "run" in cohort.columns
+    write_splits(
+        cohort,
+        splits_out=tmp / "splits.json",
+        cohort_out=tmp / "cohort.parquet",
+        holdout_fraction=0.2,
+        n_splits=3,
+        seed=3,
+    )
+    for name, spec in config["modalities"].items():
+        normalise_modality_file(
+            name,
+            spec,
+            splits=tmp / "splits.json",
+            cohort=tmp / "cohort.parquet",
+            h5ad_out=tmp / f"{name}.h5ad",
+            params_out=tmp / f"{name}.params.json",
+        )
+    integrate_modalities(
+        tmp / "cohort.parquet",
+        {m: tmp / f"{m}.h5ad" for m in config["modalities"]},
+        h5ad_out=tmp / "features.h5ad",
+    )
+    train_final(
+        tmp / "features.h5ad",
+        tmp / "splits.json",
+        {m: tmp / f"{m}.params.json" for m in config["modalities"]},
+        config=config,
+        nthread=1,
+        model_dir=tmp / "final",
+        predictions_out=tmp / "holdout.parquet",
+        metrics_out=tmp / "holdout.json",
+        confusion_png=tmp / "c.png",
+        roc_png=tmp / "r.png",
+    )
+    # the holdout patients as new raw files plus their sample sheet
+    holdout = json.loads((tmp / "splits.json").read_text())["holdout"]
+    new = tmp / "new"
+    new.mkdir()
+    mrna.set_index("sample_id").loc[holdout].reset_index().to_csv(new / "mrna.csv", index=False)
+    clinical = pd.read_csv(tmp / "clinical.csv", dtype={"sample_id": str}).set_index("sample_id")
+    clinical.loc[holdout].reset_index().to_csv(new / "clinical.csv", index=False)
+    sheet.set_index("sample_id").loc[holdout].reset_index().to_csv(
+        tmp / "new_samples.csv", index=False
+    )
+    return {"tmp": tmp, "config": config, "holdout": holdout}
+
+
+def test_text_and_batch_model_state(text_and_batch) -> None:
+    tmp = text_and_batch["tmp"]
+    pipeline = OmicsPipeline.load(tmp / "final")
+    assert pipeline.text_columns == ["clinical:stage"]
+    assert pipeline.batch_columns == ["run"]
+    features = pd.read_parquet(tmp / "holdout.parquet")
+    assert sorted(features["sample_id"]) == sorted(text_and_batch["holdout"])
+    adata = ad.read_h5ad(tmp / "features.h5ad")
+    frame = raw_input_frame(adata[text_and_batch["holdout"]])
+    assert frame.columns[-1] == "run"
+    assert frame["clinical:stage"].dtype == object
+    served = pipeline.predict_frame(frame)
+    np.testing.assert_allclose(
+        served.filter(like="prob_").to_numpy(),
+        features.set_index("sample_id").loc[served["sample_id"]].filter(like="prob_").to_numpy(),
+        atol=1e-12,
+    )
+
+
+def test_predict_files_and_cli_with_samples_sheet(
+    text_and_batch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = text_and_batch["tmp"]
+    uri = _log_model(tmp_path, tmp / "final", text_and_batch["config"])
+    loaded = mlflow.pyfunc.load_model(uri)
+    contract = loaded.metadata.metadata["input_contract"]
+    assert contract["clinical"]["text_features"] == ["stage"]
+    assert contract["mrna"]["batch_column"] == "run"
+    assert contract["clinical"]["batch_column"] is None
+
+    expected = pd.read_parquet(tmp / "holdout.parquet").set_index("sample_id")
+    inputs = [str(tmp / "new")]
+    predicted = predict_files(loaded, inputs, samples=tmp / "new_samples.csv")
+    assert sorted(predicted["sample_id"]) == sorted(text_and_batch["holdout"])
+    np.testing.assert_allclose(
+        predicted.filter(like="prob_").to_numpy(),
+        expected.loc[predicted["sample_id"]].filter(like="prob_").to_numpy(),
+        atol=1e-9,
+    )
+    # without the sheet, ComBat has no batch label: an error, not silently unadjusted values
+    with pytest.raises(ValueError, match="not seen in fit"):
+        predict_files(loaded, inputs)
+
+    out = tmp_path / "predictions.csv"
+    code = main(
+        [
+            "predict",
+            "--model",
+            uri,
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--input",
+            *inputs,
+            "--samples",
+            str(tmp / "new_samples.csv"),
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    from_cli = pd.read_csv(out, dtype={"sample_id": str})
+    np.testing.assert_allclose(
+        from_cli.filter(like="prob_").to_numpy(),
+        expected.loc[from_cli["sample_id"]].filter(like="prob_").to_numpy(),
+        atol=1e-9,
+    )
+    capsys.readouterr()
+    assert main(["predict", "--model", uri, "--input", *inputs]) == 2
+    assert "not seen in fit" in capsys.readouterr().err
+
+
+def test_served_model_warns_on_unseen_category(text_and_batch, tmp_path: Path) -> None:
+    tmp = text_and_batch["tmp"]
+    uri = _log_model(tmp_path, tmp / "final", text_and_batch["config"])
+    loaded = mlflow.pyfunc.load_model(uri)
+    frame = raw_input_frame(ad.read_h5ad(tmp / "features.h5ad")[text_and_batch["holdout"][:4]])
+    frame.loc[1, "clinical:stage"] = "IV"
+    with pytest.warns(UserWarning, match="'IV'"):
+        served = loaded.predict(frame)
+    assert np.isfinite(served.filter(like="prob_").to_numpy()).all()
+    assert served["missing_modalities"].tolist() == [""] * 4

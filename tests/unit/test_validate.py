@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 import yaml
 
-from omics_ml.io import InputError, read_json
+from omics_ml.io import InputError, Matrix, read_json, read_matrix
 from omics_ml.validate import (
     check_modality,
+    check_modality_values,
     load_cohort,
     read_outcomes,
     read_sample_sheet,
@@ -109,13 +110,15 @@ def test_example_validates(tmp_path: Path) -> None:
         "mrna": 200,
         "mirna": 184,
         "protein": 142,
+        "rnaseq": 505,
     }
     for modality in qc["modalities"].values():
         assert modality["n_samples"] == 150
         assert modality["n_sheet_samples_missing"] == 0
         assert modality["missing_value_fraction"] == 0.0
         assert len(modality["sha256"]) == 64
-    assert len(qc["files"]) == 5
+    assert qc["modalities"]["rnaseq"]["value_min"] == 0.0  # raw counts
+    assert len(qc["files"]) == 6
     assert read_json(tmp_path / "qc" / "inputs.json") == qc
 
 
@@ -271,6 +274,41 @@ def test_load_cohort_keeps_visit_time_and_batch(cohort_files: dict[str, Any]) ->
     cohort = load_cohort(cohort_files["config"])
     assert cohort.columns == ["sample_id", "subject_id", "label", "visit_time", "batch"]
     assert cohort["visit_time"].to_list() == [0.0, 30.0, 0.0, 0.0, None, 0.0]
+
+
+def test_load_cohort_keeps_every_modality_batch_column(cohort_files: dict[str, Any]) -> None:
+    config = cohort_files["config"]
+    config["modalities"]["rna"]["batch_column"] = "site"
+    cohort = load_cohort(config)
+    assert cohort.columns == ["sample_id", "subject_id", "label", "visit_time", "batch", "site"]
+    assert cohort.schema["site"] == pl.String
+    assert cohort["site"].to_list() == ["x", "x", "x", "y", "y", "y"]
+    assert cohort["batch"].to_list() == ["b1", "b1", "b2", "b2", "b1", "b2"]
+    # without a modality naming it, the column is not kept
+    del config["modalities"]["rna"]["batch_column"]
+    assert "site" not in load_cohort(config).columns
+
+
+def test_load_cohort_batch_column_absent_from_sheet_is_skipped(
+    cohort_files: dict[str, Any],
+) -> None:
+    config = cohort_files["config"]
+    config["modalities"]["mir"]["batch_column"] = "plate"
+    assert load_cohort(config).columns == [
+        "sample_id",
+        "subject_id",
+        "label",
+        "visit_time",
+        "batch",
+    ]
+
+
+def test_read_sample_sheet_keeps_requested_batch_columns(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"], batch_columns=("site", "plate"))
+    assert sheet.columns == ["sample_id", "subject_id", "visit_time", "site"]
+    assert sheet.schema["site"] == pl.String
+    default = read_sample_sheet(cohort_files["sheet"])
+    assert default.columns == ["sample_id", "subject_id", "visit_time", "batch"]
 
 
 def test_load_cohort_missing_config_key(cohort_files: dict[str, Any]) -> None:
@@ -478,3 +516,128 @@ def test_validate_inputs_reports_bad_modality(cohort_files: dict[str, Any]) -> N
     with pytest.raises(InputError) as excinfo:
         validate_inputs(cohort_files["config"])
     _message(excinfo, "rna.csv", "['zz']")
+
+
+# --------------------------------------------------------------------------- values by type
+
+
+def _check_values(path: Path, spec: dict[str, Any], name: str = "m") -> None:
+    spec = {"path": str(path), **spec}
+    matrix = read_matrix(
+        path,
+        orientation=spec.get("orientation", "samples_in_rows"),
+        id_column=spec.get("id_column", "sample_id"),
+    )
+    check_modality_values(name, spec, matrix)
+
+
+COUNTS = "gene_id\ts1\ts2\ts3\nG1\t10\t0\t5\nG2\t3\t7\t0\nG3\t0\t12\t9\n"
+COUNTS_SPEC = {"type": "rnaseq_counts", "orientation": "features_in_rows", "id_column": "gene_id"}
+
+
+def test_valid_counts_pass(tmp_path: Path) -> None:
+    _check_values(_write(tmp_path / "counts.tsv", COUNTS), COUNTS_SPEC)
+    # NaN (not measured) is not a count error
+    _check_values(_write(tmp_path / "c2.tsv", COUNTS.replace("\t12\t", "\tNA\t")), COUNTS_SPEC)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("G2\t3\t7", "G2\t3\t-7", "negative count", "s2", "G2", "raw, non-negative"),
+        ("G3\t0\t12\t9", "G3\t0\t12\t9.5", "non-integer count", "s3", "G3", "transcriptomics"),
+    ],
+)
+def test_bad_counts_name_file_sample_feature_and_fix(tmp_path: Path, case: tuple) -> None:
+    old, new, problem, sample, feature, fix = case
+    assert old in COUNTS
+    path = _write(tmp_path / "counts.tsv", COUNTS.replace(old, new))
+    with pytest.raises(InputError, match=problem) as excinfo:
+        _check_values(path, COUNTS_SPEC, name="rna")
+    _message(excinfo, "counts.tsv", f"sample '{sample}'", f"feature '{feature}'", fix)
+
+
+def test_counts_sample_with_zero_library_size(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "counts.tsv",
+        "gene_id\ts1\ts2\ts3\nG1\t10\t0\t5\nG2\t3\t0\t0\nG3\t0\tNA\t9\n",
+    )
+    with pytest.raises(InputError, match="library size of zero") as excinfo:
+        _check_values(path, COUNTS_SPEC)
+    message = _message(excinfo, "counts.tsv", "'s2'", "Remove these samples")
+    assert "'s1'" not in message and "'s3'" not in message
+    # a sample that lacks the modality entirely (all NaN) is not an empty library
+    _check_values(
+        _write(
+            tmp_path / "absent.tsv",
+            "gene_id\ts1\ts2\ts3\nG1\t10\tNA\t5\nG2\t3\tNA\t1\n",
+        ),
+        COUNTS_SPEC,
+    )
+
+
+def test_methylation_beta_outside_unit_interval(tmp_path: Path) -> None:
+    spec = {"type": "methylation"}
+    ok = "sample_id,cg1,cg2\ns1,0.0,1.0\ns2,0.5,1.0000005\ns3,-0.0000005,NA\n"
+    _check_values(_write(tmp_path / "ok.csv", ok), spec)  # within the 1e-6 tolerance
+    path = _write(tmp_path / "beta.csv", "sample_id,cg1,cg2\ns1,0.2,0.3\ns2,0.5,1.5\n")
+    with pytest.raises(InputError, match=r"beta value outside \[0, 1\]") as excinfo:
+        _check_values(path, spec)
+    _message(excinfo, "beta.csv", "sample 's2'", "feature 'cg2'", "1.5", "not M-values")
+    path = _write(tmp_path / "low.csv", "sample_id,cg1\ns1,-0.01\ns2,0.5\n")
+    with pytest.raises(InputError, match="sample 's1', feature 'cg1'"):
+        _check_values(path, spec)
+
+
+def test_genotype_dosage_outside_zero_two(tmp_path: Path) -> None:
+    spec = {"type": "genotype", "orientation": "features_in_rows", "id_column": "snp"}
+    ok = "snp\ts1\ts2\nrs1\t0\t2\nrs2\t1.5\tNA\n"
+    _check_values(_write(tmp_path / "ok.tsv", ok), spec)
+    path = _write(tmp_path / "geno.tsv", "snp\ts1\ts2\nrs1\t0\t2\nrs2\t1\t3\n")
+    with pytest.raises(InputError, match=r"dosage outside \[0, 2\]") as excinfo:
+        _check_values(path, spec)
+    _message(excinfo, "geno.tsv", "sample 's2'", "feature 'rs2'", "value 3", "0-2 copies")
+
+
+def test_types_without_value_rules_accept_any_number(tmp_path: Path) -> None:
+    path = _write(tmp_path / "x.csv", "sample_id,f1,f2\ns1,-3.5,250\ns2,0.25,7\n")
+    for kind in ("transcriptomics", "proteomics", "metabolomics", "other", None):
+        _check_values(path, {"type": kind})
+    with pytest.raises(InputError):
+        _check_values(path, {"type": "methylation"})
+
+
+def test_modality_without_any_value(tmp_path: Path) -> None:
+    path = _write(tmp_path / "empty.csv", "sample_id,g1,g2\ns1,NA,\ns2,,NA\n")
+    for kind in ("transcriptomics", "rnaseq_counts", None):
+        with pytest.raises(InputError, match="no value at all") as excinfo:
+            _check_values(path, {"type": kind}, name="rna")
+        _message(excinfo, "empty.csv", "'rna'", "remove the modality")
+    # a text-only modality (clinical) is not empty
+    text = Matrix(
+        sample_ids=["s1"],
+        feature_names=["stage"],
+        values=np.full((1, 1), np.nan, dtype=np.float32),
+        text={"stage": np.array(["I"], dtype=object)},
+    )
+    check_modality_values("clin", {"path": "clin.csv", "type": "clinical"}, text)
+
+
+def test_check_modality_runs_the_value_checks(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "counts.csv", "sample_id,G1,G2\ns1,4,2\ns3,1,-2\n")
+    with pytest.raises(InputError, match="negative count") as excinfo:
+        check_modality("rna", {"path": str(path), "type": "rnaseq_counts"}, samples=sheet)
+    _message(excinfo, "counts.csv", "'s3'", "'G2'")
+    qc = check_modality("rna", {"path": str(path), "type": "transcriptomics"}, samples=sheet)
+    assert qc["n_samples"] == 2
+
+
+def test_check_modality_reads_clinical_text(cohort_files: dict[str, Any]) -> None:
+    sheet = read_sample_sheet(cohort_files["sheet"])
+    path = _write(cohort_files["dir"] / "clin.csv", "sample_id,age,stage\ns1,50,I\ns2,61,II\n")
+    qc = check_modality("clin", {"path": str(path), "type": "clinical"}, samples=sheet)
+    assert (qc["n_samples"], qc["n_features"]) == (2, 2)
+    # a modality whose steps do not encode text refuses it
+    with pytest.raises(InputError, match="not a number"):
+        check_modality("clin", {"path": str(path), "type": "transcriptomics"}, samples=sheet)

@@ -2,6 +2,7 @@ rule normalise_modality:
     input:
         raw=get_modality_path,
         splits=rules.split_cohort.output.splits,
+        cohort=rules.split_cohort.output.cohort,
     output:
         h5ad="results/normalise/{modality}.h5ad",
         params="results/normalise/{modality}.params.json",

@@ -8,6 +8,7 @@ normalise_modality_file(
     snakemake.wildcards.modality,
     snakemake.params.spec,
     splits=snakemake.input.splits,
+    cohort=snakemake.input.cohort,
     h5ad_out=snakemake.output.h5ad,
     params_out=snakemake.output.params,
 )
