@@ -70,7 +70,8 @@ def run_edger(counts: np.ndarray, repeat: int) -> tuple[float, np.ndarray] | Non
         return None
     with tempfile.TemporaryDirectory() as tmp:
         matrix = Path(tmp) / "counts.bin"
-        np.ascontiguousarray(counts.T).astype("<i4").tofile(matrix)  # genes x samples for R
+        # C-order samples x genes is R's column-major genes x samples: no transpose needed
+        np.ascontiguousarray(counts).astype("<i4").tofile(matrix)
         out = Path(tmp) / "factors.txt"
         script = f"""
 suppressMessages(library(edgeR))

@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "STEP_REGISTRY",
+    "ElementwiseTransform",
     "FrozenTransform",
     "as_float_matrix",
     "register_step",
@@ -158,6 +159,67 @@ class FrozenTransform(TransformerMixin, BaseEstimator):
         for name, value in state["state"].items():
             setattr(obj, name, _decode(value))
         return obj
+
+
+class ElementwiseTransform(FrozenTransform):
+    """Base class of stateless, element-wise steps: ``fit`` only checks input and parameters.
+
+    Subclasses implement :meth:`_apply`, which validates and transforms a float64 array.
+    """
+
+    def _apply(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def fit(
+        self, X: ArrayLike, y: object = None, *, batch: ArrayLike | None = None
+    ) -> ElementwiseTransform:
+        """Check the input and the parameters; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Raw values; NaN marks a missing value.
+        y, batch : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._apply(self._check_input(X, reset=True))
+        return self
+
+    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Apply the element-wise transform.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+        batch : ignored
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_), float64
+        """
+        return self._apply(self._check_input(X, reset=False))
+
+
+class FeatureFilter(FrozenTransform):
+    """Base class of filters: ``fit`` sets the boolean ``keep_`` mask, ``transform`` applies it."""
+
+    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Keep the features that passed the filter in ``fit``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+        batch : ignored
+
+        Returns
+        -------
+        ndarray of shape (n_samples, keep_.sum()), float64
+        """
+        X = self._check_input(X, reset=False)
+        return X[:, np.asarray(self.keep_, dtype=bool)]
 
 
 def step_from_json(state: dict[str, Any]) -> FrozenTransform:

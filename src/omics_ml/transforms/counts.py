@@ -263,15 +263,90 @@ class _Selection:
     band_high: NDArray[np.float64]
 
 
+def _narrow(
+    values: NDArray[np.float64],
+    sample: NDArray[np.float64],
+    k: NDArray[np.intp],
+    *,
+    lo: NDArray[np.intp],
+    hi: NDArray[np.intp],
+    below: NDArray[np.intp],
+    lo_known: NDArray[np.bool_],
+    hi_known: NDArray[np.bool_] | None = None,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Bisect each row's bracket of sample indices down to two adjacent ones.
+
+    ``sample[:, i + 1]`` is the value of sample index ``i`` (-1: -inf, n_sample: +inf).
+    Wanted: ``count(< lo value) = below <= k < count(< hi value)``. A guessed bound that no
+    bisection step moved is checked afterwards, on its rows only (the guesses are almost
+    always right, which saves two full counting passes); rows whose guess was wrong are
+    bisected again from the whole range on that side.
+    """
+    n_rows = values.shape[0]
+    n_sample = sample.shape[1] - 2
+    row = np.arange(n_rows)
+    lo_known = lo_known.copy()
+    hi_known = (hi >= n_sample) if hi_known is None else hi_known.copy()
+    counter = _RowCounter(values)
+    while True:
+        active = (hi - lo) > 1
+        if not active.any():
+            break
+        mid = (lo + hi) // 2
+        count = counter.count_below(sample[row, mid + 1])
+        up = active & (count <= k)
+        down = active & ~up
+        lo[up] = mid[up]
+        below[up] = count[up]
+        lo_known |= up
+        hi[down] = mid[down]
+        hi_known |= down
+    del counter
+    check = np.flatnonzero(~lo_known | ~hi_known)
+    if check.size == 0:
+        return lo, hi, below
+    part = values[check]
+    counter = _RowCounter(part)
+    sub = np.arange(check.size)
+    at_lo = counter.count_below(sample[check, lo[check] + 1])
+    at_hi = counter.count_below(sample[check, hi[check] + 1])
+    del counter
+    unchecked_lo, unchecked_hi = ~lo_known[check], ~hi_known[check]
+    below[check[unchecked_lo]] = at_lo[unchecked_lo]
+    too_high = unchecked_lo & (at_lo > k[check])  # the k-th entry is below the lo value
+    too_low = unchecked_hi & (at_hi <= k[check])  # the k-th entry is at or above the hi value
+    redo = too_high | too_low
+    if redo.any():
+        r = sub[redo]
+        new_lo = np.where(too_high[r], -1, hi[check[r]])
+        new_hi = np.where(too_high[r], lo[check[r]], n_sample)
+        new_below = np.where(too_high[r], 0, at_hi[r])
+        lo_r, hi_r, below_r = _narrow(
+            part[r],
+            sample[check[r]],
+            k[check[r]],
+            lo=new_lo,
+            hi=new_hi,
+            below=new_below,
+            lo_known=np.ones(r.size, dtype=bool),
+            hi_known=np.ones(r.size, dtype=bool),
+        )
+        lo[check[r]], hi[check[r]], below[check[r]] = lo_r, hi_r, below_r
+    return lo, hi, below
+
+
 def _select_order_stat(values: NDArray[np.float64], k: NDArray[np.intp]) -> _Selection:
     """The ``k[i]``-th smallest entry (0-based) of each row of ``values``, vectorised.
 
-    ``values`` is C-contiguous float64 without NaN (+inf allowed); ``0 <= k[i] < n_cols``.
-    Sort-free selection: a sorted, evenly spaced sample of 256 columns brackets the target;
-    per-row bisection over the sample values (each step one vectorised comparison and
-    count) narrows the bracket to two adjacent sample values; the few entries between them
-    are gathered and sorted. Each row's result is exact and depends only on that row. Rows
-    of up to 512 entries are simply sorted.
+    ``values`` is C-contiguous float64 without NaN (+-inf allowed); ``0 <= k[i] < n_cols``.
+    Sort-free selection: a sorted, evenly spaced sample of 256 columns of each row gives a
+    bracket of sample values around the target (expected position +- 3.5 standard
+    deviations, checked by counting, widened to the whole row if wrong); per-row bisection
+    over the sample values (each step one vectorised comparison and count) narrows it to
+    two adjacent sample values; the few entries between them are gathered and sorted. Each
+    row's result is exact and depends only on that row. Rows of up to 512 entries are
+    sorted. When the bracket is open at the top, entries equal to +inf are left out of
+    ``band`` (``band_high`` is then +inf).
     """
     n_rows, n_cols = values.shape
     row = np.arange(n_rows)
@@ -289,63 +364,47 @@ def _select_order_stat(values: NDArray[np.float64], k: NDArray[np.intp]) -> _Sel
         )
     n_sample = _SAMPLE
     columns = ((2 * np.arange(n_sample) + 1) * n_cols) // (2 * n_sample)
-    sample = np.empty((n_rows, n_sample + 1))
-    sample[:, :n_sample] = np.sort(values[:, columns], axis=1)
-    sample[:, n_sample] = np.inf  # index n_sample: above every entry
-    # initial bracket: the expected sample position +- 3.5 standard deviations
+    sample = np.empty((n_rows, n_sample + 2))
+    sample[:, 0] = -np.inf  # sample index i is column i + 1; index -1 stands for -inf
+    sample[:, 1 : n_sample + 1] = np.sort(values[:, columns], axis=1)
+    sample[:, n_sample + 1] = np.inf  # index n_sample: +inf, above every entry
+
+    # bracket: sample indices lo < hi with count(< at(lo)) <= k < count(< at(hi)), guessed
+    # as the expected position +- 3.5 standard deviations and checked in _narrow
     expected = (k + 0.5) * (n_sample / n_cols) - 0.5
     margin = int(np.ceil(3.5 * np.sqrt(n_sample * 0.25))) + 2
-    lo = np.clip(np.floor(expected).astype(np.intp) - margin, -1, n_sample - 1)  # -1: -inf
+    lo = np.clip(np.floor(expected).astype(np.intp) - margin, -1, n_sample - 1)
     hi = np.clip(np.ceil(expected).astype(np.intp) + margin + 1, 0, n_sample)
     hi = np.maximum(hi, lo + 1)
+    lo, hi, below = _narrow(
+        values, sample, k, lo=lo, hi=hi, below=np.zeros(n_rows, dtype=np.intp), lo_known=lo < 0
+    )
     counter = _RowCounter(values)
 
-    def count_below(index: NDArray[np.intp]) -> NDArray[np.intp]:
-        count = counter.count_below(sample[row, np.maximum(index, 0)])
-        count[index < 0] = 0
-        count[index >= n_sample] = n_cols
-        return count
+    def at(index: NDArray[np.intp]) -> NDArray[np.float64]:
+        return sample[row, index + 1]
 
-    # invariant: count_below(lo) <= k < count_below(hi)
-    below = count_below(lo)
-    wrong = below > k
-    lo[wrong] = -1
-    below[wrong] = 0
-    wrong = count_below(hi) <= k
-    hi[wrong] = n_sample
-    while True:
-        active = (hi - lo) > 1
-        if not active.any():
-            break
-        mid = (lo + hi) // 2
-        count = count_below(mid)
-        up = active & (count <= k)
-        down = active & ~up
-        lo[up] = mid[up]
-        below[up] = count[up]
-        hi[down] = mid[down]
-    band_low = np.where(lo >= 0, sample[row, np.maximum(lo, 0)], -np.inf)
-    band_high = sample[row, hi]
-    open_top = hi >= n_sample
+    band_low, band_high = at(lo), at(hi)
     mask = counter.mask
     np.greater_equal(values, band_low[:, None], out=mask)
-    mask &= (values < band_high[:, None]) | open_top[:, None]
+    mask &= values < band_high[:, None]
     flat = np.flatnonzero(counter.buffer)
     rows, cols = np.divmod(flat, counter.buffer.shape[1])
     n_band = np.bincount(rows, minlength=n_rows)
-    width = max(int(n_band.max()), 1)
-    band = np.full((n_rows, width), np.inf)
+    band = np.full((n_rows, max(int(n_band.max(initial=0)), 1)), np.inf)
     band[rows, np.arange(flat.size) - (np.cumsum(n_band) - n_band)[rows]] = values[rows, cols]
     band.sort(axis=1)
     position = k - below
+    # position >= n_band only when the k-th entry is +inf (left out of an open-top band)
+    value = np.where(position < n_band, band[row, np.minimum(position, band.shape[1] - 1)], np.inf)
     return _Selection(
-        value=band[row, position],
+        value=value,
         position=position,
         below=below,
         band=band,
         n_band=n_band,
         band_low=band_low,
-        band_high=np.where(open_top, np.inf, band_high),
+        band_high=band_high,
     )
 
 
@@ -372,7 +431,8 @@ def _row_median(values: NDArray[np.float64], n_skip: NDArray[np.intp]) -> NDArra
     n_left = n_cols - n_skip
     k = np.minimum(n_skip + np.maximum(n_left - 1, 0) // 2, n_cols - 1)
     first, second = _order_stat_pair(values, k)
-    out = np.where(n_left % 2 == 1, first, (first + second) / 2.0)
+    with np.errstate(invalid="ignore"):  # -inf + inf in rows with nothing left
+        out = np.where(n_left % 2 == 1, first, (first + second) / 2.0)
     return np.where(n_left > 0, out, np.nan)
 
 
@@ -554,18 +614,21 @@ def _tmm_raw_factors(
         n_o = lib[rows][:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             np.divide(obs, n_o, out=prop)
+            # M = log2((obs/nO)/(ref/nR)) exactly as edgeR: log2(obs/nO) - log2(ref/nR)
+            # would break ties of equal ratios in the last bit and change the trimming.
             np.divide(prop, ref_prop, out=log_r)
-            np.log2(log_r, out=log_r)  # M = log2((obs/nO)/(ref/nR))
+            np.log2(log_r, out=log_r)
             np.log2(prop, out=abs_e)
             abs_e += log_ref
-            abs_e /= 2.0  # A = (log2(obs/nO) + log2(ref/nR))/2
-            np.subtract(n_o, obs, out=var)
-            var /= n_o
-            var /= obs
-            var += ref_var  # v = (nO-obs)/nO/obs + (nR-ref)/nR/ref
-        np.isfinite(log_r, out=fin)
-        fin &= np.isfinite(abs_e, out=mask)
-        fin &= np.greater(abs_e, a_cutoff, out=mask)
+            abs_e *= 0.5  # A = (log2(obs/nO) + log2(ref/nR))/2
+            np.reciprocal(obs, out=var)
+            var += ref_var - 1.0 / n_o  # v = (nO-obs)/nO/obs + (nR-ref)/nR/ref
+        # M and A are finite exactly where obs > 0 (the reference genes all have ref > 0).
+        # A finite A is a mean of two log2 proportions of doubles, so A > -1075 always:
+        # edgeR's default Acutoff (-1e10) then excludes nothing and needs no pass.
+        np.greater(obs, 0.0, out=fin)
+        if a_cutoff >= -1075.0:
+            fin &= np.greater(abs_e, a_cutoff, out=mask)
         n_valid = np.count_nonzero(fin, axis=1)
         np.logical_not(fin, out=mask)  # mask: not usable
         np.abs(log_r, out=work)
@@ -586,9 +649,9 @@ def _tmm_raw_factors(
         np.logical_not(keep, out=mask)  # mask: not kept
         with np.errstate(divide="ignore", invalid="ignore"):
             if do_weighting:  # sum(M/v)/sum(1/v) over kept genes, NaN terms dropped (na.rm)
-                np.divide(log_r, var, out=work)
+                np.reciprocal(var, out=prop)
+                np.multiply(log_r, prop, out=work)
                 np.copyto(work, 0.0, where=mask | np.isnan(work))
-                np.divide(1.0, var, out=prop)
                 np.copyto(prop, 0.0, where=mask | np.isnan(prop))
                 f = work.sum(axis=1) / prop.sum(axis=1)
             else:
@@ -1019,9 +1082,10 @@ def median_of_ratios_size_factors(
             # the log counts of the genes used take no more memory than the input: keep them
             # (one log per count instead of two)
             logs = np.empty((n_samples, genes.size))
+            log_sum = np.zeros(genes.size)
             for rows, block in _blocks(array, genes, chunk_size):
-                np.log(block, out=logs[rows])
-            lgm[genes] = logs.sum(axis=0) / n_samples
+                log_sum += np.log(block, out=logs[rows]).sum(axis=0)
+            lgm[genes] = log_sum / n_samples
             ref = lgm[genes]
             raw = np.empty(n_samples)
             for rows in _chunks(n_samples, genes.size, chunk_size):
@@ -1384,13 +1448,15 @@ class CountNormaliser(FrozenTransform):
             _, uq_ref = upper_quartile_norm_factors(data, lib_size=lib)
             self.uq_genes_ = uq_ref.genes
             self.factor_log_scale_ = uq_ref.log_scale
+        # effective library sizes of the development samples, as transform computes them
+        self.size_factor_log_scale_ = 0.0
+        eff, _ = self._scales(data, lib)
         if self.library_size == "median_of_ratios":
             self.size_factor_log_scale_ = self.lib_size_log_mean_
+            eff = eff * np.exp(self.size_factor_log_scale_)  # _scales gave the size factors
         else:
-            self.size_factor_log_scale_ = 0.0
-            eff, _ = self._scales(data, lib)
             self.size_factor_log_scale_ = float(np.mean(np.log(eff)))
-        eff, size_factors = self._scales(data, lib)
+        size_factors = eff / np.exp(self.size_factor_log_scale_)
         self.mean_eff_lib_size_ = float(np.mean(eff))
         if self.transformation == "vst":
             from omics_ml.transforms.vst import fit_vst_dispersion_trend  # noqa: PLC0415

@@ -36,7 +36,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-from omics_ml.transforms.base import FrozenTransform, register_step
+from omics_ml.transforms.base import (
+    ElementwiseTransform,
+    FeatureFilter,
+    FrozenTransform,
+    register_step,
+)
 
 __all__ = [
     "DetectionFilter",
@@ -146,7 +151,7 @@ def _row_uniforms(X: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 @register_step
-class Log2(FrozenTransform):
+class Log2(ElementwiseTransform):
     """``log2(x + pseudocount)`` of raw, non-negative intensities or counts.
 
     Parameters
@@ -167,7 +172,7 @@ class Log2(FrozenTransform):
     def __init__(self, *, pseudocount: float = 1.0) -> None:
         self.pseudocount = pseudocount
 
-    def _log(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _apply(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         pseudocount = _finite_number(
             "Log2", "pseudocount", self.pseudocount, low=0.0, example="1.0"
         )
@@ -176,9 +181,9 @@ class Log2(FrozenTransform):
         if negative.any():
             row, col, count = _first_position(negative)
             msg = (
-                f"Log2 got negative values ({count} in total, first {X[row, col]!r} at sample {row}, "
-                f"feature {col}): the data look already log-scaled; drop the Log2 step (set "
-                f"log_transform: false) for this modality."
+                f"Log2 got negative values ({count} in total, first {float(X[row, col]):g} at sample {row}, "
+                f"feature {col}): the data look already log-scaled; remove the log2 step from this "
+                f"modality's normalisation list."
             )
             raise ValueError(msg)
         if pseudocount == 0:
@@ -194,39 +199,9 @@ class Log2(FrozenTransform):
                 raise ValueError(msg)
         return np.log2(X + pseudocount)
 
-    def fit(self, X: ArrayLike, y: object = None, *, batch: ArrayLike | None = None) -> Log2:
-        """Check the input; nothing is learned.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Raw non-negative values; NaN marks a missing value.
-        y, batch : ignored
-
-        Returns
-        -------
-        self
-        """
-        self._log(self._check_input(X, reset=True))
-        return self
-
-    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Return ``log2(X + pseudocount)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-        batch : ignored
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features_in_), float64
-        """
-        return self._log(self._check_input(X, reset=False))
-
 
 @register_step
-class GeneralisedLog(FrozenTransform):
+class GeneralisedLog(ElementwiseTransform):
     """Generalised logarithm ``glog(x) = log_base((x + sqrt(x**2 + lam)) / 2)``.
 
     Parameters
@@ -252,7 +227,7 @@ class GeneralisedLog(FrozenTransform):
         self.lam = lam
         self.base = base
 
-    def _glog(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _apply(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         lam = _finite_number(
             "GeneralisedLog", "lam", self.lam, low=0.0, low_inclusive=False, example="1.0"
         )
@@ -269,62 +244,12 @@ class GeneralisedLog(FrozenTransform):
                 return np.log2(inner)
             return np.log(inner) / np.log(base)
 
-    def fit(
-        self, X: ArrayLike, y: object = None, *, batch: ArrayLike | None = None
-    ) -> GeneralisedLog:
-        """Check the input and parameters; nothing is learned.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y, batch : ignored
-
-        Returns
-        -------
-        self
-        """
-        self._glog(self._check_input(X, reset=True))
-        return self
-
-    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Return ``glog(X)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-        batch : ignored
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features_in_), float64
-        """
-        return self._glog(self._check_input(X, reset=False))
-
 
 # --- generic: feature filters -------------------------------------------------------------
 
 
-class _FeatureFilter(FrozenTransform):
-    """Shared transform of the filters: keep the columns of the frozen ``keep_`` mask."""
-
-    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Keep the features that passed the filter in ``fit``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-        batch : ignored
-
-        Returns
-        -------
-        ndarray of shape (n_samples, keep_.sum()), float64
-        """
-        X = self._check_input(X, reset=False)
-        return X[:, np.asarray(self.keep_, dtype=bool)]
-
-
 @register_step
-class MissingnessFilter(_FeatureFilter):
+class MissingnessFilter(FeatureFilter):
     """Drop features missing (NaN) in too many development samples.
 
     Parameters
@@ -391,7 +316,7 @@ class MissingnessFilter(_FeatureFilter):
 
 
 @register_step
-class VarianceFilter(_FeatureFilter):
+class VarianceFilter(FeatureFilter):
     """Drop constant and low-variance features; optionally keep only the most variable.
 
     Parameters
@@ -472,7 +397,7 @@ class VarianceFilter(_FeatureFilter):
 
 
 @register_step
-class DetectionFilter(_FeatureFilter):
+class DetectionFilter(FeatureFilter):
     """Proteomics: drop features detected in too few of the development samples that measured them.
 
     Parameters

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from omics_ml.transforms.base import FrozenTransform, register_step
+from omics_ml.transforms.base import ElementwiseTransform, register_step
 
 __all__ = ["BetaToM"]
 
@@ -26,7 +26,7 @@ def _number(value: object) -> float:
 
 
 @register_step
-class BetaToM(FrozenTransform):
+class BetaToM(ElementwiseTransform):
     """Convert methylation beta values to M-values.
 
     Parameters
@@ -82,41 +82,9 @@ class BetaToM(FrozenTransform):
             raise ValueError(msg)
         return np.clip(beta, 0.0, 1.0)
 
-    def fit(
-        self, X: ArrayLike, y: ArrayLike | None = None, *, batch: ArrayLike | None = None
-    ) -> BetaToM:
-        """Check that ``X`` holds beta values; nothing is learned.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Beta values in [0, 1]; NaN marks a missing value.
-        y, batch : ignored
-
-        Returns
-        -------
-        self : BetaToM
-        """
+    def _apply(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """M-values ``log2((beta + offset) / (1 - beta + offset))`` of the beta values ``X``."""
         self._validate_params()
-        array = self._check_input(X, reset=True)
-        self._checked_beta(array)
-        return self
-
-    def transform(self, X: ArrayLike, *, batch: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Return the M-values of the beta values ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Beta values in [0, 1]; NaN marks a missing value.
-        batch : ignored
-
-        Returns
-        -------
-        M : ndarray of shape (n_samples, n_features), float64
-            ``log2((beta + offset) / (1 - beta + offset))``; NaN where ``X`` is NaN.
-        """
-        self._validate_params()
-        beta = self._checked_beta(self._check_input(X, reset=False))
+        beta = self._checked_beta(X)
         offset = float(self.offset)
         return np.log2((beta + offset) / (1.0 - beta + offset))

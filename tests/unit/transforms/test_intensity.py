@@ -219,7 +219,7 @@ def test_log2_values_and_errors():
     X = _raw()
     np.testing.assert_array_equal(Log2().fit(X).transform(X), np.log2(X + 1.0))
     np.testing.assert_array_equal(Log2(pseudocount=0.25).fit(X).transform(X), np.log2(X + 0.25))
-    with pytest.raises(ValueError, match=r"already log-scaled.*drop the Log2 step"):
+    with pytest.raises(ValueError, match=r"already log-scaled.*remove the log2 step"):
         Log2().fit(_log() - 12.0)
     fitted = Log2().fit(X)
     with pytest.raises(ValueError, match="already log-scaled"):
