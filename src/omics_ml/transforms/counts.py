@@ -649,10 +649,12 @@ def _tmm_raw_factors(
         np.logical_not(keep, out=mask)  # mask: not kept
         with np.errstate(divide="ignore", invalid="ignore"):
             if do_weighting:  # sum(M/v)/sum(1/v) over kept genes, NaN terms dropped (na.rm)
+                # Kept genes have obs > 0 and ref > 0, so finite M and v > 0: zeroing the
+                # others in M and 1/v is edgeR's na.rm sum without any NaN test.
                 np.reciprocal(var, out=prop)
+                np.copyto(prop, 0.0, where=mask)
+                np.copyto(log_r, 0.0, where=mask)
                 np.multiply(log_r, prop, out=work)
-                np.copyto(work, 0.0, where=mask | np.isnan(work))
-                np.copyto(prop, 0.0, where=mask | np.isnan(prop))
                 f = work.sum(axis=1) / prop.sum(axis=1)
             else:
                 np.copyto(log_r, 0.0, where=mask)
