@@ -242,7 +242,16 @@ def read_matrix(
         if orientation != "samples_in_rows":
             msg = f"{path}: text (categorical) columns need orientation samples_in_rows; transpose the table."
             raise InputError(msg)
-        text_cols = [c for c in value_cols if _first_non_numeric(frame, [c]) is not None]
+        strings = [c for c in value_cols if frame.schema[c] == pl.String]
+        holds_text = frame.select(
+            [
+                (pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64, strict=False).is_null())
+                .any()
+                .alias(c)
+                for c in strings
+            ]
+        )
+        text_cols = [c for c in strings if holds_text[c][0]]
         text = {c: frame[c].cast(pl.String).to_numpy().astype(object) for c in text_cols}
         frame = frame.with_columns([pl.lit(None, dtype=pl.Float32).alias(c) for c in text_cols])
     bad = _first_non_numeric(frame, value_cols)

@@ -7,6 +7,7 @@ loading it unpickles nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ from mlflow.types.schema import ColSpec, Schema
 
 from omics_ml.pipeline import OmicsPipeline
 
-__all__ = ["MODEL_CODE_PATH", "PIPELINE_ARTIFACT", "RawOmicsModel", "model_signature"]
+__all__ = [
+    "MODEL_CODE_PATH",
+    "PIPELINE_ARTIFACT",
+    "RawOmicsModel",
+    "input_contract",
+    "model_signature",
+]
 
 #: Key of the pipeline directory among the model's artifacts.
 PIPELINE_ARTIFACT = "pipeline"
@@ -50,6 +57,38 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
             ``sample_id``, ``predicted_class``, ``prob_<class>``, ``missing_modalities``.
         """
         return self.pipeline.predict_frame(pd.DataFrame(model_input))
+
+
+def input_contract(
+    pipeline: OmicsPipeline, modality_specs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """How ``omics-ml predict`` reads each modality's raw file, stored in the model's metadata.
+
+    Parameters
+    ----------
+    pipeline : OmicsPipeline
+        The fitted pipeline.
+    modality_specs : mapping
+        The ``modalities`` config section it was trained with.
+
+    Returns
+    -------
+    dict
+        Per modality: ``orientation``, ``id_column``, ``type``, ``text_features`` (read as
+        text) and ``batch_column`` (None unless the modality corrects batch effects).
+    """
+    return {
+        m: {
+            "orientation": s.get("orientation", "samples_in_rows"),
+            "id_column": s.get("id_column", "sample_id"),
+            "type": s.get("type", "other"),
+            "text_features": list(pipeline.normalisers[m].text_features_),
+            "batch_column": (
+                pipeline.normalisers[m].batch_column if pipeline.normalisers[m].uses_batch else None
+            ),
+        }
+        for m, s in modality_specs.items()
+    }
 
 
 def model_signature(pipeline: OmicsPipeline) -> ModelSignature:

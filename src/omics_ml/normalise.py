@@ -23,14 +23,17 @@ from omics_ml.io import InputError, atomic_output, read_json, read_matrix, write
 from omics_ml.transforms import STEP_REGISTRY, FrozenTransform, step_from_json
 
 __all__ = [
+    "DEFAULT_BATCH_COLUMN",
     "METHODS",
     "TYPE_DEFAULT_STEPS",
     "ModalityNormaliser",
+    "batch_column_of",
     "build_step",
     "modality_frame",
     "normalise_modality_file",
     "normaliser_from_spec",
     "resolve_steps",
+    "wants_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,6 +107,23 @@ _RENAMED_PARAMS: dict[str, dict[str, str]] = {
 }
 
 
+#: Sample-sheet column read for batch labels when a modality sets no ``batch_column``.
+DEFAULT_BATCH_COLUMN = "batch"
+
+
+def batch_column_of(spec: Mapping[str, Any]) -> str:
+    """The sample-sheet column holding a modality's batch labels."""
+    return spec.get("batch_column") or DEFAULT_BATCH_COLUMN
+
+
+def wants_text(spec: Mapping[str, Any]) -> bool:
+    """Whether a modality's first step reads text columns (categorical covariates)."""
+    steps = resolve_steps(spec)
+    return bool(steps) and getattr(
+        STEP_REGISTRY.get(METHODS.get(steps[0].get("method"), "")), "reads_text", False
+    )
+
+
 def resolve_steps(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The step entries of one modality: its ``normalisation`` list or its type's defaults."""
     steps = spec.get("normalisation")
@@ -144,8 +164,7 @@ def normaliser_from_spec(spec: Mapping[str, Any], *, name: str = "modality") -> 
         build_step(entry, where=f"modalities.{name}.normalisation[{i}]")
         for i, entry in enumerate(resolve_steps(spec))
     ]
-    batch_column = spec.get("batch_column") or "batch"
-    return ModalityNormaliser(steps, batch_column=batch_column)
+    return ModalityNormaliser(steps, batch_column=batch_column_of(spec))
 
 
 def _as_float(data: pd.DataFrame | NDArray[Any]) -> NDArray[np.float64]:
@@ -186,7 +205,12 @@ class ModalityNormaliser:
     XGBoost treats as missing: one patient lacking a modality is still scored.
     """
 
-    def __init__(self, steps: Sequence[FrozenTransform], *, batch_column: str | None = "batch"):
+    def __init__(
+        self,
+        steps: Sequence[FrozenTransform],
+        *,
+        batch_column: str | None = DEFAULT_BATCH_COLUMN,
+    ):
         self.steps = list(steps)
         self.batch_column = batch_column
 
@@ -198,10 +222,9 @@ class ModalityNormaliser:
     def _run(
         self, frame: pd.DataFrame, batch: ArrayLike | None, *, fit: bool
     ) -> NDArray[np.float64]:
-        data: pd.DataFrame | NDArray[np.float64] = frame
-        for k, step in enumerate(self.steps):
-            if k > 0 or not (self.text_features_ or type(step).__name__ == "ClinicalEncoder"):
-                data = _as_float(data)
+        first_reads_text = bool(self.steps) and self.steps[0].reads_text
+        data = frame if first_reads_text else _as_float(frame)
+        for step in self.steps:
             kwargs = {"batch": batch} if step.uses_batch else {}
             if fit:
                 step.fit(data, **kwargs)
@@ -230,6 +253,19 @@ class ModalityNormaliser:
         -------
         self
         """
+        self.fit_transform(X, batch=batch)
+        return self
+
+    def fit_transform(
+        self, X: pd.DataFrame, *, batch: ArrayLike | None = None
+    ) -> NDArray[np.float32]:
+        """Fit on ``X`` (as :meth:`fit`) and return its transform, running the chain once.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out), float32
+            Equal to ``fit(X).transform(X)``.
+        """
         frame = pd.DataFrame(X)
         self.feature_names_in_ = np.asarray(frame.columns.astype(str), dtype=object)
         self.text_features_ = [
@@ -237,9 +273,7 @@ class ModalityNormaliser:
             for c in frame.columns
             if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()
         ]
-        if self.text_features_ and (
-            not self.steps or type(self.steps[0]).__name__ != "ClinicalEncoder"
-        ):
+        if self.text_features_ and not (self.steps and self.steps[0].reads_text):
             msg = f"columns {self.text_features_[:5]} hold text; text (categorical) covariates need `clinical_encoding` as the first normalisation step (type: clinical), or fix the values if they should be numbers."
             raise ValueError(msg)
         present = _present_rows(frame)
@@ -248,12 +282,14 @@ class ModalityNormaliser:
             raise ValueError(msg)
         labels = self._batch_labels(batch, len(frame))
         labels = labels[present] if labels is not None else None
-        self._run(frame.loc[present], labels, fit=True)
+        fitted = self._run(frame.loc[present], labels, fit=True)
         names: NDArray[np.object_] = self.feature_names_in_
         for step in self.steps:
             names = np.asarray(step.get_feature_names_out(names), dtype=object)
         self.feature_names_out_ = names
-        return self
+        out = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
+        out[present] = fitted
+        return out
 
     def transform(self, X: pd.DataFrame, *, batch: ArrayLike | None = None) -> NDArray[np.float32]:
         """Apply the frozen chain; rows without any value of the modality come out all-NaN.
@@ -333,10 +369,6 @@ def modality_frame(matrix: Any) -> pd.DataFrame:
     return frame
 
 
-def _wants_text(spec: Mapping[str, Any]) -> bool:
-    return any(step.get("method") == "clinical_encoding" for step in resolve_steps(spec))
-
-
 def normalise_modality_file(
     name: str,
     spec: dict[str, Any],
@@ -371,7 +403,7 @@ def normalise_modality_file(
         spec["path"],
         orientation=spec.get("orientation", "samples_in_rows"),
         id_column=spec.get("id_column", "sample_id"),
-        allow_text=_wants_text(spec),
+        allow_text=wants_text(spec),
     )
     split = read_json(splits)
     development = set(split["development"])
@@ -384,9 +416,16 @@ def normalise_modality_file(
     batch = None
     if normaliser.uses_batch:
         batch = _batch_of(matrix.sample_ids, cohort, normaliser.batch_column, name)
+    dev_batch = None if batch is None else batch[is_dev]
+    other_batch = None if batch is None else batch[~is_dev]
     try:
-        normaliser.fit(frame.loc[is_dev], batch=None if batch is None else batch[is_dev])
-        transformed = normaliser.transform(frame, batch=batch)
+        # Each row is transformed on its own, so the development rows keep their fit-time
+        # output and only the other rows are transformed.
+        dev_out = normaliser.fit_transform(frame.loc[is_dev], batch=dev_batch)
+        transformed = np.empty((len(frame), dev_out.shape[1]), dtype=np.float32)
+        transformed[is_dev] = dev_out
+        if not is_dev.all():
+            transformed[~is_dev] = normaliser.transform(frame.loc[~is_dev], batch=other_batch)
     except ValueError as err:
         msg = f"{spec['path']}: modality {name!r}: {err}"
         raise InputError(msg) from err

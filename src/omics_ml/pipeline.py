@@ -135,7 +135,11 @@ class OmicsPipeline:
         else:  # not fitted yet: text columns are those the raw table holds as objects
             text = {c for c in block.columns if block[c].dtype == object}
         numeric = [c for c in block.columns if c not in text]
-        block[numeric] = block[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        # Only columns that arrive as objects (e.g. numbers read as text) need parsing.
+        parse = block[numeric].select_dtypes(exclude="number").columns
+        if len(parse):
+            block[parse] = block[parse].apply(pd.to_numeric, errors="coerce")
+        block[numeric] = block[numeric].astype(np.float64)
         for column in text:
             values = block[column].astype(object)
             block[column] = values.where(values.notna(), None)
@@ -203,14 +207,15 @@ class OmicsPipeline:
         out["predicted_class"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         for k, label in enumerate(self.classes):
             out[f"prob_{label}"] = proba[:, k]
-        known = frame.columns.intersection(self.input_columns)
-        modality_of = pd.Index([str(c).partition(FEATURE_SEPARATOR)[0] for c in known])
-        observed = frame[known].notna().to_numpy()
         missing = np.column_stack(
-            [~observed[:, np.asarray(modality_of == m)].any(axis=1) for m in self.inputs]
+            [
+                ~frame.reindex(columns=qualified_names(m, feats)).notna().to_numpy().any(axis=1)
+                for m, feats in self.inputs.items()
+            ]
         )
-        names = np.asarray(list(self.inputs), dtype=object)
-        out["missing_modalities"] = [";".join(names[row]) for row in missing]
+        names = np.asarray([f"{m};" for m in self.inputs], dtype=object)
+        joined = np.where(missing, names, "").sum(axis=1)  # string concatenation per row
+        out["missing_modalities"] = pd.Series(joined, dtype=object).str.rstrip(";").to_numpy()
         return out
 
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -341,8 +346,9 @@ def fit_pipeline(
         if frozen_normalisers is None:
             # Samples lacking the whole modality do not take part in fitting its normaliser,
             # exactly as in the normalise step (they are not in the modality's file).
-            normaliser.fit(block, batch=batch)
-        blocks.append(normaliser.transform(block, batch=batch))
+            blocks.append(normaliser.fit_transform(block, batch=batch))
+        else:
+            blocks.append(normaliser.transform(block, batch=batch))
     features = np.hstack(blocks).astype(np.float32, copy=False)
     weights = _class_weights(y, len(classes), str(model.get("class_weight", "balanced")))
     params = xgboost_params(model, n_classes=len(classes), seed=seed, nthread=nthread)

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from omics_ml.evaluate import METRICS
 from omics_ml.integrate import raw_input_frame
 from omics_ml.io import read_json, write_json
-from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, model_signature
+from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, input_contract, model_signature
 from omics_ml.pipeline import OmicsPipeline
 
 __all__ = [
@@ -286,20 +286,7 @@ def log_pipeline_run(
             "predictions",
         )
 
-        contract = {
-            m: {
-                "orientation": s.get("orientation", "samples_in_rows"),
-                "id_column": s.get("id_column", "sample_id"),
-                "type": s.get("type", "other"),
-                "text_features": list(pipeline.normalisers[m].text_features_),
-                "batch_column": (
-                    pipeline.normalisers[m].batch_column
-                    if pipeline.normalisers[m].uses_batch
-                    else None
-                ),
-            }
-            for m, s in config["modalities"].items()
-        }
+        contract = input_contract(pipeline, config["modalities"])
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE_PATH),

@@ -25,7 +25,7 @@ from omics_ml.io import (
     scan_table,
     write_json,
 )
-from omics_ml.normalise import resolve_steps
+from omics_ml.normalise import DEFAULT_BATCH_COLUMN, batch_column_of, wants_text
 
 __all__ = [
     "check_modality",
@@ -324,9 +324,9 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
     batch_columns = tuple(
         dict.fromkeys(
             [
-                "batch",
+                DEFAULT_BATCH_COLUMN,
                 *(
-                    spec.get("batch_column") or "batch"
+                    batch_column_of(spec)
                     for spec in (config.get("modalities") or {}).values()
                     if isinstance(spec, dict)
                 ),
@@ -554,7 +554,7 @@ def _check_modality(
         path,
         orientation=orientation,
         id_column=id_column,
-        allow_text=any(s.get("method") == "clinical_encoding" for s in resolve_steps(spec)),
+        allow_text=wants_text(spec),
     )
     check_modality_values(name, spec, matrix)
     ids = pl.Series(matrix.sample_ids, dtype=pl.String)

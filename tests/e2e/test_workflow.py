@@ -150,8 +150,11 @@ def _holdout_files(example_run: Path, directory: Path) -> list[str]:
     return holdout
 
 
-def _predict_cli(example_run: Path, inputs: list[str], output: Path) -> pd.DataFrame:
-    info = read_json(example_run / "results/register/model.json")
+def _run_predict(
+    run_dir: Path, inputs: list[str], output: Path, *extra: str
+) -> subprocess.CompletedProcess:
+    """`omics-ml predict` with the champion of ``run_dir`` in a fresh process."""
+    info = read_json(run_dir / "results/register/model.json")
     cmd = [
         str(BIN / "omics-ml"),
         "predict",
@@ -163,8 +166,13 @@ def _predict_cli(example_run: Path, inputs: list[str], output: Path) -> pd.DataF
         *inputs,
         "--output",
         str(output),
+        *extra,
     ]
-    result = subprocess.run(cmd, cwd=example_run, capture_output=True, text=True, check=False)
+    return subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, check=False)
+
+
+def _predict_cli(example_run: Path, inputs: list[str], output: Path, *extra: str) -> pd.DataFrame:
+    result = _run_predict(example_run, inputs, output, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return pd.read_csv(output)
 
@@ -376,28 +384,10 @@ def test_batch_corrected_modality_end_to_end(tmp_path: Path) -> None:
     # The registered model reads the plate from a sample sheet and reproduces train_final.
     holdout = _holdout_files(workdir, tmp_path / "holdout")
     sheet.filter(pl.col("sample_id").is_in(holdout)).write_csv(tmp_path / "holdout_sheet.csv")
-    info = read_json(workdir / "results/register/model.json")
-    base = [
-        str(BIN / "omics-ml"),
-        "predict",
-        "--model",
-        info["champion_uri"],
-        "--tracking-uri",
-        info["tracking_uri"],
-        "--input",
-        str(tmp_path / "holdout"),
-        "--output",
-        str(tmp_path / "pred.csv"),
-    ]
-    result = subprocess.run(
-        [*base, "--samples", str(tmp_path / "holdout_sheet.csv")],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    predicted = pd.read_csv(tmp_path / "pred.csv").set_index("sample_id")
+    inputs, output = [str(tmp_path / "holdout")], tmp_path / "pred.csv"
+    predicted = _predict_cli(
+        workdir, inputs, output, "--samples", str(tmp_path / "holdout_sheet.csv")
+    ).set_index("sample_id")
     expected = pd.read_parquet(workdir / "results/final/holdout_predictions.parquet")
     expected = expected.set_index("sample_id").loc[predicted.index]
     prob_cols = [c for c in predicted.columns if c.startswith("prob_")]
@@ -405,8 +395,8 @@ def test_batch_corrected_modality_end_to_end(tmp_path: Path) -> None:
         predicted[prob_cols].to_numpy(), expected[prob_cols].to_numpy(), rtol=0, atol=1e-6
     )
     # Without the batch labels every sample is an unseen batch: a clear error, no output.
-    (tmp_path / "pred.csv").unlink()
-    result = subprocess.run(base, cwd=workdir, capture_output=True, text=True, check=False)
+    output.unlink()
+    result = _run_predict(workdir, inputs, output)
     assert result.returncode != 0
     assert "batch" in result.stderr and "P1" in result.stderr
-    assert not (tmp_path / "pred.csv").exists()
+    assert not output.exists()

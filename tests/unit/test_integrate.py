@@ -14,13 +14,10 @@ import yaml
 from omics_ml.integrate import (
     FEATURE_SEPARATOR,
     align_rows,
-    integrate_modalities,
     qualified_names,
     raw_input_frame,
 )
 from omics_ml.io import read_matrix
-from omics_ml.normalise import normalise_modality_file
-from omics_ml.split import write_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "resources/example"
@@ -52,38 +49,25 @@ def _example_cohort() -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def integrated(tmp_path_factory: pytest.TempPathFactory):
+def integrated(tmp_path_factory: pytest.TempPathFactory, build_features):
     tmp = tmp_path_factory.mktemp("integrate")
     cohort = _example_cohort()
-    split = write_splits(
-        cohort,
-        splits_out=tmp / "splits.json",
-        cohort_out=tmp / "cohort.parquet",
-        holdout_fraction=0.2,
-        n_splits=3,
-        seed=42,
-    )
     protein = pl.read_parquet(EXAMPLE / "protein.parquet")
     reduced = protein.filter(~pl.col("sample_id").is_in(DROPPED))
     assert reduced.height == protein.height - len(DROPPED)
     reduced.write_parquet(tmp / "protein.parquet")
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    h5ads = {}
-    for name, entry in config["modalities"].items():
-        spec = dict(entry)
-        spec["path"] = (
-            str(tmp / "protein.parquet") if name == "protein" else str(ROOT / spec["path"])
-        )
-        h5ads[name] = tmp / f"{name}.h5ad"
-        normalise_modality_file(
-            name,
-            spec,
-            splits=tmp / "splits.json",
-            h5ad_out=h5ads[name],
-            params_out=tmp / f"{name}.json",
-        )
-    adata = integrate_modalities(tmp / "cohort.parquet", h5ads, h5ad_out=tmp / "integrated.h5ad")
+    specs = {
+        name: {
+            **entry,
+            "path": str(tmp / "protein.parquet")
+            if name == "protein"
+            else str(ROOT / entry["path"]),
+        }
+        for name, entry in config["modalities"].items()
+    }
+    split, adata = build_features(tmp, cohort, specs, seed=42)
     return {"adata": adata, "tmp": tmp, "cohort": cohort, "split": split, "config": config}
 
 
@@ -187,7 +171,7 @@ def test_labels_partition_and_folds_preserved(integrated):
 
 def test_written_file_matches_returned(integrated):
     adata = integrated["adata"]
-    on_disk = ad.read_h5ad(integrated["tmp"] / "integrated.h5ad")
+    on_disk = ad.read_h5ad(integrated["tmp"] / "features.h5ad")
     np.testing.assert_array_equal(np.asarray(on_disk.X), np.asarray(adata.X))
     assert on_disk.obs_names.tolist() == adata.obs_names.tolist()
     assert on_disk.var_names.tolist() == adata.var_names.tolist()
@@ -209,19 +193,11 @@ def test_raw_input_frame_of_numeric_modalities(integrated):
 
 
 @pytest.fixture(scope="module")
-def with_text_and_batch(tmp_path_factory: pytest.TempPathFactory):
+def with_text_and_batch(tmp_path_factory: pytest.TempPathFactory, build_features):
     tmp = tmp_path_factory.mktemp("integrate_text_batch")
     ids = _example_cohort()["sample_id"].to_list()
     run = np.where(np.arange(len(ids)) % 3 == 0, "r2", "r1")
     cohort = _example_cohort().with_columns(pl.Series("run", run))
-    write_splits(
-        cohort,
-        splits_out=tmp / "splits.json",
-        cohort_out=tmp / "cohort.parquet",
-        holdout_fraction=0.2,
-        n_splits=3,
-        seed=1,
-    )
     rng = np.random.default_rng(5)
     stage = rng.choice(["I", "II", "III"], size=len(ids)).astype(object)
     stage[[3, 8]] = None
@@ -238,18 +214,7 @@ def with_text_and_batch(tmp_path_factory: pytest.TempPathFactory):
             "normalisation": [{"method": "variance_filter", "top_n": 30}, {"method": "combat"}],
         },
     }
-    h5ads = {}
-    for name, spec in specs.items():
-        h5ads[name] = tmp / f"{name}.h5ad"
-        normalise_modality_file(
-            name,
-            spec,
-            splits=tmp / "splits.json",
-            cohort=tmp / "cohort.parquet",
-            h5ad_out=h5ads[name],
-            params_out=tmp / f"{name}.json",
-        )
-    adata = integrate_modalities(tmp / "cohort.parquet", h5ads, h5ad_out=tmp / "integrated.h5ad")
+    _, adata = build_features(tmp, cohort, specs, seed=1)
     return {"adata": adata, "clinical": clinical.set_index("sample_id"), "run": run, "tmp": tmp}
 
 
@@ -279,7 +244,7 @@ def test_integrated_batch_columns(with_text_and_batch):
     from omics_ml.io import read_json
     from omics_ml.normalise import ModalityNormaliser
 
-    state = read_json(with_text_and_batch["tmp"] / "mrna.json")["normaliser"]
+    state = read_json(with_text_and_batch["tmp"] / "mrna.params.json")["normaliser"]
     normaliser = ModalityNormaliser.from_json(state)
     mrna = adata.var_names[adata.var["modality"] == "mrna"]
     raw = pd.DataFrame(

@@ -307,16 +307,17 @@ def test_transform_requires_the_fitted_columns_in_order():
         normaliser.transform(data.iloc[:, :-1])
 
 
-@pytest.mark.parametrize(
-    ("kind", "table"),
-    [
-        ("transcriptomics", _mrna),
-        ("proteomics", _protein_intensities),
-        ("metabolomics", _metabolites),
-        ("methylation", _betas),
-        ("clinical", _clinical),
-    ],
-)
+#: A modality type whose default chain is tested, and a table of that type.
+DEFAULT_CHAINS = [
+    ("transcriptomics", _mrna),
+    ("proteomics", _protein_intensities),
+    ("metabolomics", _metabolites),
+    ("methylation", _betas),
+    ("clinical", _clinical),
+]
+
+
+@pytest.mark.parametrize(("kind", "table"), DEFAULT_CHAINS)
 def test_rows_without_the_modality_are_all_nan_and_not_fitted_on(kind: str, table):
     data = table().iloc[:N_DEV]
     absent = pd.DataFrame(
@@ -359,16 +360,7 @@ def test_fit_needs_two_samples_holding_the_modality():
         normaliser_from_spec({"type": "transcriptomics"}).fit(data)
 
 
-@pytest.mark.parametrize(
-    ("kind", "table"),
-    [
-        ("transcriptomics", _mrna),
-        ("proteomics", _protein_intensities),
-        ("metabolomics", _metabolites),
-        ("methylation", _betas),
-        ("clinical", _clinical),
-    ],
-)
+@pytest.mark.parametrize(("kind", "table"), DEFAULT_CHAINS)
 def test_patient_alone_equals_patient_in_batch(kind: str, table):
     data = table()
     if kind == "clinical":  # categories never seen in the development samples

@@ -13,12 +13,10 @@ import pytest
 import yaml
 
 from omics_ml.cli import main
-from omics_ml.integrate import integrate_modalities, raw_input_frame
-from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, model_signature
-from omics_ml.normalise import normalise_modality_file
+from omics_ml.integrate import raw_input_frame
+from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, input_contract, model_signature
 from omics_ml.pipeline import OmicsPipeline
 from omics_ml.predict import predict_files
-from omics_ml.split import write_splits
 from omics_ml.train import train_final, train_fold
 from omics_ml.validate import load_cohort
 
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def prepared(tmp_path_factory: pytest.TempPathFactory, build_features) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("train")
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     for key in ("samples", "outcomes"):
@@ -35,27 +33,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         spec["path"] = str(ROOT / spec["path"])
     config["model"].update(n_estimators=60, early_stopping_rounds=10)
     config["evaluate"] = {"n_bootstrap": 20, "confidence_level": 0.9}
-    write_splits(
-        load_cohort(config),
-        splits_out=tmp / "splits.json",
-        cohort_out=tmp / "cohort.parquet",
-        holdout_fraction=0.2,
-        n_splits=3,
-        seed=7,
-    )
-    for name, spec in config["modalities"].items():
-        normalise_modality_file(
-            name,
-            spec,
-            splits=tmp / "splits.json",
-            h5ad_out=tmp / f"{name}.h5ad",
-            params_out=tmp / f"{name}.params.json",
-        )
-    integrate_modalities(
-        tmp / "cohort.parquet",
-        {m: tmp / f"{m}.h5ad" for m in config["modalities"]},
-        h5ad_out=tmp / "features.h5ad",
-    )
+    build_features(tmp, load_cohort(config), config["modalities"], seed=7)
     return tmp, config
 
 
@@ -152,18 +130,7 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
 def _log_model(tmp_path: Path, model_dir: Path, config: dict) -> str:
     """Log the pipeline as the tracking step does, with its input contract; return its URI."""
     pipeline = OmicsPipeline.load(model_dir)
-    contract = {
-        m: {
-            "orientation": s.get("orientation", "samples_in_rows"),
-            "id_column": s.get("id_column", "sample_id"),
-            "type": s.get("type", "other"),
-            "text_features": list(pipeline.normalisers[m].text_features_),
-            "batch_column": (
-                pipeline.normalisers[m].batch_column if pipeline.normalisers[m].uses_batch else None
-            ),
-        }
-        for m, s in config["modalities"].items()
-    }
+    contract = input_contract(pipeline, config["modalities"])
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = mlflow.create_experiment(
         "unit-text-batch", artifact_location=(tmp_path / "artifacts").as_uri()
@@ -182,7 +149,7 @@ def _log_model(tmp_path: Path, model_dir: Path, config: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def text_and_batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def text_and_batch(tmp_path_factory: pytest.TempPathFactory, build_features) -> dict:
     tmp = tmp_path_factory.mktemp("train_text_batch")
     sheet = pd.read_csv(ROOT / "resources/example/samples.csv", dtype=str)
     ids = sheet["sample_id"].tolist()
@@ -227,28 +194,7 @@ def text_and_batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     cohort = load_cohort(config)
     assert "run" in cohort.columns
-    write_splits(
-        cohort,
-        splits_out=tmp / "splits.json",
-        cohort_out=tmp / "cohort.parquet",
-        holdout_fraction=0.2,
-        n_splits=3,
-        seed=3,
-    )
-    for name, spec in config["modalities"].items():
-        normalise_modality_file(
-            name,
-            spec,
-            splits=tmp / "splits.json",
-            cohort=tmp / "cohort.parquet",
-            h5ad_out=tmp / f"{name}.h5ad",
-            params_out=tmp / f"{name}.params.json",
-        )
-    integrate_modalities(
-        tmp / "cohort.parquet",
-        {m: tmp / f"{m}.h5ad" for m in config["modalities"]},
-        h5ad_out=tmp / "features.h5ad",
-    )
+    build_features(tmp, cohort, config["modalities"], seed=3)
     train_final(
         tmp / "features.h5ad",
         tmp / "splits.json",

@@ -108,6 +108,9 @@ class FrozenTransform(TransformerMixin, BaseEstimator):
     state_attributes: ClassVar[tuple[str, ...]] = ()
     #: Whether ``fit``/``transform`` need the samples' batch labels.
     uses_batch: ClassVar[bool] = False
+    #: Whether the step reads the raw table itself (text columns included) instead of floats;
+    #: such a step must come first in a chain.
+    reads_text: ClassVar[bool] = False
 
     def _check_input(self, X: ArrayLike, *, reset: bool) -> NDArray[np.float64]:
         array = as_float_matrix(X)

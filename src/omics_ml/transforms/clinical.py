@@ -114,6 +114,7 @@ class ClinicalEncoder(FrozenTransform):
     via ``str`` with integral floats written as integers (``2.0`` -> ``"2"``).
     """
 
+    reads_text: ClassVar[bool] = True
     state_attributes: ClassVar[tuple[str, ...]] = (
         "feature_names_in_",
         "categorical_columns_",
