@@ -1,4 +1,7 @@
-"""Classification metrics with subject-bootstrap confidence intervals, and their plots."""
+"""Classification metrics with subject-bootstrap confidence intervals, and their plots.
+
+:mod:`omics_ml.assess` applies them (and the other tasks' metrics) to predictions tables.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import matplotlib
 
@@ -24,17 +26,14 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from omics_ml.io import atomic_output, read_json, write_json
-
 __all__ = [
     "METRICS",
-    "aggregate_folds",
     "bootstrap_metrics",
     "classification_metrics",
     "plot_confusion",
     "plot_roc",
     "probability_matrix",
-    "write_evaluation",
+    "subject_resample",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def classification_metrics(
     return {name: out[name] for name in METRICS}
 
 
-def _subject_resample(groups: NDArray[np.object_], rng: np.random.Generator) -> NDArray[np.int64]:
+def subject_resample(groups: NDArray[np.object_], rng: np.random.Generator) -> NDArray[np.int64]:
     """Indices of one bootstrap resample that draws whole subjects with replacement."""
     order = np.argsort(groups, kind="stable")
     _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
@@ -121,7 +120,7 @@ def bootstrap_metrics(
     with warnings.catch_warnings():  # a resample may lack a class; its metrics are still defined
         warnings.simplefilter("ignore", UserWarning)
         for b in range(n_bootstrap):
-            idx = _subject_resample(groups_arr, rng)
+            idx = subject_resample(groups_arr, rng)
             values = classification_metrics(y[idx], proba[idx], classes)
             draws[b] = [values[m] for m in METRICS]
     alpha = (1.0 - confidence_level) / 2.0
@@ -183,104 +182,3 @@ def plot_roc(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def write_evaluation(
-    predictions: pd.DataFrame,
-    classes: Sequence[str],
-    *,
-    metrics_out: str | os.PathLike[str],
-    confusion_png: str | os.PathLike[str],
-    roc_png: str | os.PathLike[str],
-    title: str,
-    n_bootstrap: int,
-    confidence_level: float,
-    seed: int,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Metrics with intervals, written as JSON, plus confusion and ROC plots of a predictions table.
-
-    ``predictions`` needs ``label``, ``subject_id``, ``predicted_class`` and ``prob_<class>``.
-    """
-    proba = probability_matrix(predictions, classes)
-    metrics = bootstrap_metrics(
-        predictions["label"].astype(str).to_numpy(),
-        proba,
-        classes,
-        groups=predictions["subject_id"].astype(str).to_numpy(),
-        n_bootstrap=n_bootstrap,
-        confidence_level=confidence_level,
-        seed=seed,
-    )
-    result = {
-        "title": title,
-        "n_samples": len(predictions),
-        "n_subjects": int(predictions["subject_id"].nunique()),
-        "classes": list(classes),
-        "class_counts": predictions["label"]
-        .astype(str)
-        .value_counts()
-        .reindex(classes, fill_value=0)
-        .astype(int)
-        .to_dict(),
-        "confidence_level": confidence_level,
-        "n_bootstrap": n_bootstrap,
-        "metrics": metrics,
-        **(extra or {}),
-    }
-    plot_confusion(
-        predictions["label"], predictions["predicted_class"], classes, confusion_png, title=title
-    )
-    plot_roc(predictions["label"], proba, classes, roc_png, title=title)
-    write_json(metrics_out, result)
-    summary = ", ".join(
-        f"{m} {v['estimate']:.3f} [{v['lower']:.3f}, {v['upper']:.3f}]" for m, v in metrics.items()
-    )
-    logger.info("%s: %s", title, summary)
-    return result
-
-
-def aggregate_folds(
-    fold_predictions: Sequence[str | os.PathLike[str]],
-    fold_metrics: Sequence[str | os.PathLike[str]],
-    *,
-    predictions_out: str | os.PathLike[str],
-    metrics_out: str | os.PathLike[str],
-    confusion_png: str | os.PathLike[str],
-    roc_png: str | os.PathLike[str],
-    n_bootstrap: int,
-    confidence_level: float,
-    seed: int,
-) -> dict[str, Any]:
-    """Pool out-of-fold predictions of all outer folds and evaluate them.
-
-    Writes the pooled predictions (Parquet) and ``cv_metrics.json`` holding the pooled metrics with
-    bootstrap intervals, the per-fold metrics and their mean and standard deviation.
-    """
-    frames = [pd.read_parquet(p) for p in fold_predictions]
-    predictions = pd.concat(frames, ignore_index=True)
-    if predictions["sample_id"].duplicated().any():
-        msg = "a sample is predicted by more than one outer fold; the folds overlap."
-        raise ValueError(msg)
-    per_fold = [read_json(p) for p in fold_metrics]
-    classes = per_fold[0]["classes"]
-    fold_values = pd.DataFrame([f["metrics"] for f in per_fold])
-    extra = {
-        "per_fold": per_fold,
-        "fold_mean": fold_values.mean().to_dict(),
-        "fold_sd": fold_values.std(ddof=1).to_dict(),
-    }
-    with atomic_output(predictions_out) as tmp:
-        predictions.sort_values("sample_id").to_parquet(tmp, index=False)
-    return write_evaluation(
-        predictions,
-        classes,
-        metrics_out=metrics_out,
-        confusion_png=confusion_png,
-        roc_png=roc_png,
-        title="Out-of-fold (cross-validation)",
-        n_bootstrap=n_bootstrap,
-        confidence_level=confidence_level,
-        seed=seed,
-        extra=extra,
-    )

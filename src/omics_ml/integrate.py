@@ -44,8 +44,9 @@ def align_rows(values: np.ndarray, row_ids: Sequence[str], target_ids: Sequence[
 def raw_input_frame(adata: ad.AnnData) -> pd.DataFrame:
     """The model's raw input table of integrated samples.
 
-    Columns: ``sample_id``, then ``modality:feature`` (floats; text features as strings, from
-    ``obs``), then the batch-label columns named in ``uns["batch_columns"]``.
+    Columns: ``sample_id``, ``subject_id`` and (where the sample sheet has it) ``visit_time``,
+    then ``modality:feature`` (floats; text features as strings, from ``obs``), then the
+    batch-label columns named in ``uns["batch_columns"]``.
     """
     frame = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
     for name in adata.uns.get("text_features", []):
@@ -54,6 +55,9 @@ def raw_input_frame(adata: ad.AnnData) -> pd.DataFrame:
         if column in adata.obs:
             frame[column] = adata.obs[column].astype(object).to_numpy()
     frame.insert(0, "sample_id", adata.obs_names.to_numpy())
+    frame.insert(1, "subject_id", adata.obs["subject_id"].astype(str).to_numpy())
+    if "visit_time" in adata.obs:
+        frame.insert(2, "visit_time", adata.obs["visit_time"].to_numpy(dtype=np.float64))
     return frame
 
 

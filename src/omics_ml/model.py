@@ -54,7 +54,8 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
         Returns
         -------
         pandas.DataFrame
-            ``sample_id``, ``predicted_class``, ``prob_<class>``, ``missing_modalities``.
+            One row per sample (per subject and landmark reached, for longitudinal models)
+            with the task's columns; see :meth:`OmicsPipeline.predict_frame`.
         """
         return self.pipeline.predict_frame(pd.DataFrame(model_input))
 
@@ -94,20 +95,22 @@ def input_contract(
 def model_signature(pipeline: OmicsPipeline) -> ModelSignature:
     """Signature with every raw input column optional, so a missing modality is allowed.
 
-    Numeric features are doubles; text (categorical) features and batch labels are strings.
+    Numeric features are doubles; text (categorical) features and batch labels are strings;
+    ``subject_id`` and ``visit_time`` identify the visits of longitudinal models. The outputs
+    are the task's columns (:meth:`OmicsPipeline.output_columns`).
     """
     text = set(pipeline.text_columns)
     inputs = Schema(
-        [ColSpec("string", "sample_id", required=False)]
+        [
+            ColSpec("string", "sample_id", required=False),
+            ColSpec("string", "subject_id", required=False),
+            ColSpec("double", "visit_time", required=False),
+        ]
         + [
             ColSpec("string" if c in text else "double", c, required=False)
             for c in pipeline.input_columns
         ]
         + [ColSpec("string", c, required=False) for c in pipeline.batch_columns]
     )
-    outputs = Schema(
-        [ColSpec("string", "sample_id"), ColSpec("string", "predicted_class")]
-        + [ColSpec("double", f"prob_{c}") for c in pipeline.classes]
-        + [ColSpec("string", "missing_modalities")]
-    )
+    outputs = Schema([ColSpec(kind, name) for name, kind in pipeline.output_columns()])
     return ModelSignature(inputs=inputs, outputs=outputs)

@@ -1,8 +1,10 @@
-"""The deployable model: per-modality normalisers plus an XGBoost booster, frozen as JSON + UBJ.
+"""The deployable model: per-modality normalisers, landmark features, an XGBoost booster and
+the task's head (classes, baseline hazard or conformal quantile), frozen as JSON + UBJ.
 
 :class:`OmicsPipeline` is what cross-validation fits per fold, what ``train_final`` fits on the
 development subjects, and what the registered MLflow model serves: one code path from raw
-per-modality values (columns named ``modality:feature``) to class probabilities.
+per-modality values (columns named ``modality:feature``; for longitudinal models one row per
+visit with ``subject_id`` and ``visit_time``) to per-patient predictions.
 """
 
 from __future__ import annotations
@@ -21,22 +23,39 @@ from numpy.typing import NDArray
 
 from omics_ml.integrate import FEATURE_SEPARATOR, qualified_names
 from omics_ml.io import atomic_output, read_json, write_json
+from omics_ml.longitudinal import future_values, landmark_features
 from omics_ml.normalise import ModalityNormaliser, normaliser_from_spec
 from omics_ml.split import grouped_stratified_split
+from omics_ml.tasks import (
+    ClassificationHead,
+    Outcome,
+    RegressionHead,
+    SurvivalHead,
+    TaskHead,
+    head_from_config,
+    head_from_json,
+)
 
-__all__ = ["BOOSTER_FILE", "STATE_FILE", "OmicsPipeline", "fit_pipeline", "xgboost_params"]
+__all__ = [
+    "BOOSTER_FILE",
+    "STATE_FILE",
+    "LandmarkSpec",
+    "OmicsPipeline",
+    "fit_pipeline",
+    "xgboost_params",
+]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 BOOSTER_FILE = "booster.ubj"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def xgboost_params(
-    model: Mapping[str, Any], *, n_classes: int, seed: int, nthread: int
+    model: Mapping[str, Any], *, head: TaskHead, seed: int, nthread: int
 ) -> dict[str, Any]:
-    """XGBoost training parameters for a classification task from the ``model`` config section."""
+    """XGBoost training parameters from the ``model`` config section and the task's head."""
     params: dict[str, Any] = {
         "tree_method": "hist",
         "learning_rate": model.get("learning_rate", 0.05),
@@ -50,52 +69,237 @@ def xgboost_params(
         "seed": seed,
         "nthread": nthread,
     }
-    if n_classes == 2:
-        params.update(objective="binary:logistic", eval_metric="logloss")
-    else:
-        params.update(objective="multi:softprob", eval_metric="mlogloss", num_class=n_classes)
+    params.update(head.xgb_params())
     return params
 
 
-def _class_weights(y: NDArray[np.int64], n_classes: int, mode: str) -> NDArray[np.float32]:
-    if mode == "none":
-        return np.ones(y.shape[0], dtype=np.float32)
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    weights = y.shape[0] / (n_classes * np.maximum(counts, 1.0))
-    return weights[y].astype(np.float32)
+@dataclass
+class LandmarkSpec:
+    """Landmark design of a longitudinal model (the ``longitudinal`` config section).
+
+    Attributes
+    ----------
+    landmarks : list of float
+        Landmark times s; a subject gets one row per landmark at which it is at risk
+        (training, evaluation) or which its visits have reached (serving).
+    summarise : list of str or None
+        Modalities whose features get baseline, last, slope and change; None means all.
+    target : dict or None
+        ``feature`` (``modality:feature``), ``horizon`` and ``window`` of a future marker value
+        (regression).
+    """
+
+    landmarks: list[float]
+    summarise: list[str] | None = None
+    target: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LandmarkSpec | None:
+        """The spec of a config, or None for a cross-sectional model."""
+        spec = config.get("longitudinal") or {}
+        if not spec.get("landmarks"):
+            return None
+        target = spec.get("target")
+        if target is not None:
+            target = {
+                "feature": str(target["feature"]),
+                "horizon": float(target["horizon"]),
+                "window": float(target.get("window", 0.0)),
+            }
+        summarise = spec.get("summarise")
+        return cls(
+            landmarks=sorted(float(s) for s in spec["landmarks"]),
+            summarise=None if summarise is None else [str(m) for m in summarise],
+            target=target,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Frozen state."""
+        return {"landmarks": self.landmarks, "summarise": self.summarise, "target": self.target}
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any]) -> LandmarkSpec:
+        """Rebuild from :meth:`to_json`."""
+        return cls(list(state["landmarks"]), state.get("summarise"), state.get("target"))
+
+    def _summarise_mask(self, feature_names: Sequence[str]) -> NDArray[np.bool_]:
+        if self.summarise is None:
+            return np.ones(len(feature_names), dtype=bool)
+        modality = np.asarray([n.partition(FEATURE_SEPARATOR)[0] for n in feature_names])
+        return np.isin(modality, self.summarise)
+
+    def design(
+        self,
+        features: NDArray[np.float32],
+        feature_names: Sequence[str],
+        frame: pd.DataFrame,
+        outcomes: pd.DataFrame | None = None,
+    ) -> tuple[pd.DataFrame, NDArray[np.float32], list[str], Outcome | None]:
+        """Landmark rows from per-visit features.
+
+        Parameters
+        ----------
+        features : ndarray of shape (n_visits, n_features)
+            Normalised per-visit features, rows aligned with ``frame``.
+        feature_names : sequence of str
+            Their qualified names.
+        frame : pandas.DataFrame
+            The raw input table: ``subject_id``, ``visit_time`` and (for a future-value target)
+            the target's raw column.
+        outcomes : pandas.DataFrame, optional
+            Per-visit outcome columns aligned with ``frame`` (``label`` and ``time``/``event``,
+            constant within a subject). Given: rows of subjects at risk at each landmark
+            (``time`` > s, and a target visit for regression), with the outcome counted from s.
+            Not given (serving): rows for each landmark a subject's visits have reached.
+
+        Returns
+        -------
+        meta : pandas.DataFrame
+            ``sample_id`` (``subject@landmark``), ``subject_id`` and ``landmark`` per row.
+        values : ndarray, float32
+        names : list of str
+        outcome : Outcome or None
+        """
+        for column in ("subject_id", "visit_time"):
+            if column not in frame:
+                msg = f"a longitudinal model needs a {column!r} column for every visit (give the sample sheet with --samples)."
+                raise ValueError(msg)
+        visit_times = pd.to_numeric(frame["visit_time"], errors="coerce").to_numpy(np.float64)
+        if np.isnan(visit_times).any():
+            msg = (
+                "visit_time is missing or not a number for some visits; every visit needs its time."
+            )
+            raise ValueError(msg)
+        subjects = frame["subject_id"].astype(str).to_numpy()
+        mask = self._summarise_mask(feature_names)
+        per_subject = pd.DataFrame({"subject_id": subjects, "visit_time": visit_times})
+        if outcomes is not None:
+            per_subject = pd.concat(
+                [
+                    per_subject,
+                    outcomes.drop(columns=["subject_id"], errors="ignore").reset_index(drop=True),
+                ],
+                axis=1,
+            )
+        summary = per_subject.groupby("subject_id", sort=False).agg(
+            last_visit=("visit_time", "max"),
+            **{c: (c, "first") for c in ("label", "time", "event") if c in per_subject},
+        )
+        target_values = None
+        if self.target is not None and outcomes is not None:
+            if self.target["feature"] not in frame:
+                msg = f"longitudinal.target.feature {self.target['feature']!r} is not an input column of the model."
+                raise ValueError(msg)
+            target_values = pd.to_numeric(frame[self.target["feature"]], errors="coerce")
+            target_values = target_values.to_numpy(np.float64)
+        metas, blocks, outcome_parts = [], [], []
+        names: list[str] = []
+        for s in self.landmarks:
+            lf = landmark_features(
+                subjects, visit_times, features, list(feature_names), s, summarise=mask
+            )
+            names = list(lf.feature_names)
+            rows = summary.loc[list(lf.subject_ids)]
+            if outcomes is None:
+                keep = rows["last_visit"].to_numpy() >= s
+            elif "time" in rows:
+                keep = rows["time"].to_numpy(np.float64) > s
+            else:
+                keep = np.ones(len(rows), dtype=bool)
+            target = None
+            if target_values is not None:
+                found = future_values(
+                    subjects,
+                    visit_times,
+                    target_values,
+                    s,
+                    self.target["horizon"],
+                    window=self.target["window"],
+                )
+                target = (
+                    pd.Series(found["target"].to_numpy(), index=found["subject_id"].to_list())
+                    .reindex(rows.index)
+                    .to_numpy(np.float64)
+                )
+                keep &= np.isfinite(target)
+            kept_rows = rows[keep]
+            metas.append(
+                pd.DataFrame(
+                    {
+                        "sample_id": [f"{sub}@{s:g}" for sub in kept_rows.index],
+                        "subject_id": kept_rows.index.to_numpy(dtype=object),
+                        "landmark": np.full(int(keep.sum()), s),
+                    }
+                )
+            )
+            blocks.append(np.asarray(lf.values)[keep])
+            if outcomes is not None:
+                part: dict[str, Any] = {"label": kept_rows["label"].astype(str).to_numpy()}
+                if "time" in kept_rows:
+                    part["time"] = kept_rows["time"].to_numpy(np.float64) - s
+                    part["event"] = kept_rows["event"].to_numpy(np.int8)
+                if target is not None:
+                    part["target"] = target[keep]
+                outcome_parts.append(pd.DataFrame(part))
+        meta = pd.concat(metas, ignore_index=True)
+        values = np.vstack(blocks).astype(np.float32, copy=False)
+        outcome = None
+        if outcomes is not None:
+            outcome = Outcome.from_frame(pd.concat(outcome_parts, ignore_index=True))
+        return meta, values, names, outcome
 
 
 @dataclass
 class OmicsPipeline:
-    """Fitted preprocessing and booster.
+    """Fitted preprocessing, booster and task head.
 
     Attributes
     ----------
-    classes : list of str
-        Class labels in the order of the probability columns.
+    head : TaskHead
+        Objective and fitted extras of the task (classes, baseline hazard, conformal quantile).
     inputs : dict of str to list of str
         Raw input features of each modality (unqualified names), in training order.
     normalisers : dict of str to ModalityNormaliser
         Fitted normaliser of each modality.
     booster : xgboost.Booster
         The fitted booster; its feature ``i`` is ``feature_names[i]``.
+    landmarks : LandmarkSpec or None
+        Landmark design of a longitudinal model.
     info : dict
         Training facts (rounds, early-stopping score, sample counts), stored with the state.
     """
 
-    classes: list[str]
+    head: TaskHead
     inputs: dict[str, list[str]]
     normalisers: dict[str, ModalityNormaliser]
     booster: xgb.Booster
+    landmarks: LandmarkSpec | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def feature_names(self) -> list[str]:
-        """Qualified names of the features the booster sees."""
+    def task(self) -> str:
+        """``classification``, ``regression`` or ``survival``."""
+        return self.head.task
+
+    @property
+    def classes(self) -> list[str]:
+        """Class labels of a classifier (empty for other tasks)."""
+        return list(self.head.classes) if isinstance(self.head, ClassificationHead) else []
+
+    @property
+    def normalised_feature_names(self) -> list[str]:
+        """Qualified names of the per-sample features the normalisers produce."""
         names: list[str] = []
         for modality, normaliser in self.normalisers.items():
             names.extend(qualified_names(modality, normaliser.get_feature_names_out().tolist()))
         return names
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the features the booster sees (landmark summaries for longitudinal models)."""
+        if self.landmarks is None:
+            return self.normalised_feature_names
+        return list(self.info.get("feature_names", []))
 
     @property
     def input_columns(self) -> list[str]:
@@ -146,18 +350,18 @@ class OmicsPipeline:
         return block
 
     def transform(self, frame: pd.DataFrame) -> NDArray[np.float32]:
-        """Normalise raw values with the frozen per-modality state.
+        """Normalise raw values with the frozen per-modality state (one row per input row).
 
         Parameters
         ----------
         frame : pandas.DataFrame
-            One row per sample; raw ``modality:feature`` columns and, for modalities with batch
-            correction, the batch-label column. Columns the model does not know are ignored;
-            known columns that are absent count as missing.
+            One row per sample (visit); raw ``modality:feature`` columns and, for modalities
+            with batch correction, the batch-label column. Columns the model does not know are
+            ignored; known columns that are absent count as missing.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_model_features), float32
+        ndarray of shape (n_samples, n_normalised_features), float32
         """
         if not frame.columns.is_unique:
             dupes = frame.columns[frame.columns.duplicated()].unique().tolist()[:5]
@@ -172,41 +376,47 @@ class OmicsPipeline:
             blocks.append(normaliser.transform(block, batch=batch))
         return np.hstack(blocks).astype(np.float32, copy=False)
 
-    def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
-        """Class probabilities of shape (n_samples, n_classes) from a raw input table."""
-        features = self.transform(frame)
-        raw = self.booster.inplace_predict(features, validate_features=False)
-        raw = np.asarray(raw, dtype=np.float64)
-        if len(self.classes) == 2:
-            return np.column_stack([1.0 - raw, raw])
-        proba = raw.reshape(features.shape[0], len(self.classes))
-        return proba / proba.sum(axis=1, keepdims=True)  # exact sums after float32 -> float64
+    def rows(
+        self,
+        features: NDArray[np.float32],
+        frame: pd.DataFrame,
+        outcomes: pd.DataFrame | None = None,
+    ) -> tuple[pd.DataFrame, NDArray[np.float32], list[str], Outcome | None]:
+        """The booster's rows from normalised per-sample ``features`` of ``frame``.
 
-    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-sample predictions from a raw input table.
-
-        Parameters
-        ----------
-        frame : pandas.DataFrame
-            One row per sample; a ``sample_id`` column (optional), raw ``modality:feature``
-            columns and any batch-label columns.
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``sample_id``, ``predicted_class``, ``prob_<class>`` per class and
-            ``missing_modalities`` (semicolon-separated modalities with no value for the sample).
+        One row per sample, or one per subject and landmark. Returns the rows'
+        ``sample_id``/``subject_id`` (and ``landmark``), their features and names and, when
+        ``outcomes`` (per-row outcome columns aligned with ``frame``) is given, their outcome.
         """
-        proba = self.predict_proba(frame)
+        if self.landmarks is not None:
+            return self.landmarks.design(features, self.normalised_feature_names, frame, outcomes)
         sample_ids = (
             frame["sample_id"].astype(str).to_numpy()
             if "sample_id" in frame
-            else frame.index.astype(str)
+            else frame.index.astype(str).to_numpy()
         )
-        out = pd.DataFrame({"sample_id": sample_ids})
-        out["predicted_class"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
-        for k, label in enumerate(self.classes):
-            out[f"prob_{label}"] = proba[:, k]
+        meta = pd.DataFrame({"sample_id": sample_ids})
+        if "subject_id" in frame:
+            meta["subject_id"] = frame["subject_id"].astype(str).to_numpy()
+        outcome = None if outcomes is None else Outcome.from_frame(outcomes.reset_index(drop=True))
+        return meta, features, self.normalised_feature_names, outcome
+
+    def design(
+        self, frame: pd.DataFrame, outcomes: pd.DataFrame | None = None
+    ) -> tuple[pd.DataFrame, NDArray[np.float32], Outcome | None]:
+        """Row metadata, features and (given ``outcomes``) outcome of a raw input table."""
+        meta, values, _, outcome = self.rows(self.transform(frame), frame, outcomes)
+        return meta, values, outcome
+
+    def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """Class probabilities of shape (n_rows, n_classes) (classification models)."""
+        if not isinstance(self.head, ClassificationHead):
+            msg = f"predict_proba needs a classification model; this one is {self.task}."
+            raise TypeError(msg)
+        _, features, _ = self.design(frame)
+        return self.head.predict_proba(self.booster, features)
+
+    def _missing_modalities(self, frame: pd.DataFrame) -> NDArray[np.object_]:
         missing = np.column_stack(
             [
                 ~frame.reindex(columns=qualified_names(m, feats)).notna().to_numpy().any(axis=1)
@@ -215,17 +425,65 @@ class OmicsPipeline:
         )
         names = np.asarray([f"{m};" for m in self.inputs], dtype=object)
         joined = np.where(missing, names, "").sum(axis=1)  # string concatenation per row
-        out["missing_modalities"] = pd.Series(joined, dtype=object).str.rstrip(";").to_numpy()
+        return pd.Series(joined, dtype=object).str.rstrip(";").to_numpy()
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-patient predictions from a raw input table.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            One row per sample (per visit for longitudinal models, with ``subject_id`` and
+            ``visit_time``); a ``sample_id`` column (optional), raw ``modality:feature``
+            columns and any batch-label columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``sample_id`` (``subject@landmark`` for longitudinal models, then ``subject_id``
+            and ``landmark``), the task's columns (:meth:`output_columns`) and, for
+            cross-sectional models, ``missing_modalities`` (semicolon-separated modalities with
+            no value for the sample).
+        """
+        meta, features, _ = self.design(frame)
+        out = pd.concat([meta, self.head.predict(self.booster, features)], axis=1)
+        if self.landmarks is None:
+            out = out.drop(columns=["subject_id"], errors="ignore")
+            out["missing_modalities"] = self._missing_modalities(frame)
         return out
 
+    def evaluation_frame(self, frame: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+        """Predictions of rows with known outcome, with ``subject_id`` and the outcome columns."""
+        meta, features, outcome = self.design(frame, outcomes)
+        assert outcome is not None
+        out = pd.concat(
+            [meta, self.head.predict(self.booster, features), pd.DataFrame(outcome.columns())],
+            axis=1,
+        )
+        if "subject_id" not in out:
+            out.insert(1, "subject_id", outcomes["subject_id"].astype(str).to_numpy())
+        return out
+
+    def output_columns(self) -> list[tuple[str, str]]:
+        """Names and MLflow types of the columns :meth:`predict_frame` returns."""
+        if self.landmarks is None:
+            meta = [("sample_id", "string")]
+            tail = [("missing_modalities", "string")]
+        else:
+            meta = [("sample_id", "string"), ("subject_id", "string"), ("landmark", "double")]
+            tail = []
+        return meta + self.head.output_columns() + tail
+
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``state.json`` (preprocessing, classes, training facts) and ``booster.ubj``."""
+        """Write ``state.json`` (preprocessing, head, training facts) and ``booster.ubj``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
             "format_version": FORMAT_VERSION,
-            "task": "classification",
+            "task": self.task,
+            "head": self.head.to_json(),
             "classes": self.classes,
+            "landmarks": None if self.landmarks is None else self.landmarks.to_json(),
             "modalities": [
                 {"name": m, "input_features": self.inputs[m], "normaliser": n.to_json()}
                 for m, n in self.normalisers.items()
@@ -247,14 +505,16 @@ class OmicsPipeline:
             raise ValueError(msg)
         booster = xgb.Booster()
         booster.load_model(directory / BOOSTER_FILE)
+        landmarks = state.get("landmarks")
         return cls(
-            classes=list(state["classes"]),
+            head=head_from_json(state["head"]),
             inputs={m["name"]: list(m["input_features"]) for m in state["modalities"]},
             normalisers={
                 m["name"]: ModalityNormaliser.from_json(m["normaliser"])
                 for m in state["modalities"]
             },
             booster=booster,
+            landmarks=None if landmarks is None else LandmarkSpec.from_json(landmarks),
             info=state.get("info", {}),
         )
 
@@ -268,56 +528,109 @@ def _split_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     return by_modality
 
 
+def _boost(
+    features: NDArray[np.float32],
+    outcome: Outcome,
+    groups: NDArray[Any],
+    *,
+    head: TaskHead,
+    params: Mapping[str, Any],
+    model: Mapping[str, Any],
+    seed: int,
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Pick the rounds by early stopping on a grouped inner split, then refit on all rows."""
+    max_bin = int(params["max_bin"])
+    fit_idx, val_idx = grouped_stratified_split(
+        head.strata(outcome),
+        groups,
+        fraction=float(model.get("inner_validation_fraction", 0.2)),
+        seed=seed,
+    )
+    dtrain = xgb.QuantileDMatrix(
+        features[fit_idx], **head.dmatrix_fields(outcome.take(fit_idx)), max_bin=max_bin
+    )
+    dval = xgb.QuantileDMatrix(
+        features[val_idx], **head.dmatrix_fields(outcome.take(val_idx)), ref=dtrain, max_bin=max_bin
+    )
+    stopper = xgb.train(
+        dict(params),
+        dtrain,
+        num_boost_round=int(model.get("n_estimators", 500)),
+        evals=[(dval, "inner_validation")],
+        early_stopping_rounds=int(model.get("early_stopping_rounds", 30)),
+        verbose_eval=False,
+    )
+    n_rounds = int(stopper.best_iteration) + 1
+    dall = xgb.QuantileDMatrix(features, **head.dmatrix_fields(outcome), max_bin=max_bin)
+    booster = xgb.train(dict(params), dall, num_boost_round=n_rounds, verbose_eval=False)
+    info = {
+        "n_rounds": n_rounds,
+        "inner_validation_score": float(stopper.best_score),
+        "inner_validation_metric": params["eval_metric"],
+        "n_inner_fit_rows": int(fit_idx.size),
+        "n_inner_validation_rows": int(val_idx.size),
+    }
+    return booster, info
+
+
 def fit_pipeline(
     frame: pd.DataFrame,
-    labels: Sequence[str],
-    groups: Sequence[str],
+    outcomes: pd.DataFrame,
     *,
-    modality_specs: Mapping[str, Mapping[str, Any]],
-    model: Mapping[str, Any],
-    classes: Sequence[str],
-    seed: int,
+    config: Mapping[str, Any],
+    classes: Sequence[str] | None = None,
     nthread: int = 1,
     frozen_normalisers: Mapping[str, ModalityNormaliser] | None = None,
+    survival_times: Mapping[str, Sequence[float]] | None = None,
 ) -> OmicsPipeline:
-    """Fit normalisers and XGBoost on training samples only.
+    """Fit normalisers, landmark design, XGBoost and the task's head on training subjects only.
 
-    The normalisers are fitted on the rows of ``frame`` (unless ``frozen_normalisers`` gives them,
-    already fitted on exactly these samples); the number of boosting rounds is chosen by early
-    stopping on a grouped, stratified inner validation split of these samples; the booster is then
-    refitted on all of them with that number of rounds.
+    The normalisers are fitted on the rows of ``frame`` (unless ``frozen_normalisers`` gives
+    them, already fitted on exactly these samples). The number of boosting rounds is chosen by
+    early stopping on a grouped, stratified inner validation split of the training rows; the
+    booster is then refitted on all of them with that number of rounds (regression: on all but
+    a subject-grouped calibration set, whose residuals set the conformal quantile). Survival
+    heads fit their time grid, default horizons and Breslow baseline hazard on the training
+    rows.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         Raw input table of the training samples (:func:`omics_ml.integrate.raw_input_frame`):
-        ``modality:feature`` columns (NaN = missing; text features as strings) and the batch
-        columns that batch-corrected modalities read.
-    labels, groups : sequence of str
-        Class label and subject id of each sample.
-    modality_specs : mapping
-        Config entry of each modality (normalisation settings).
-    model : mapping
-        The ``model`` config section.
-    classes : sequence of str
-        All class labels, in output order.
-    seed, nthread : int
-        XGBoost seed and threads.
+        ``modality:feature`` columns (NaN = missing; text features as strings), the batch
+        columns that batch-corrected modalities read, and for longitudinal models
+        ``subject_id`` and ``visit_time``.
+    outcomes : pandas.DataFrame
+        Aligned with ``frame``: ``subject_id``, ``label`` and the task's outcome columns
+        (``time``/``event``; ``target``).
+    config : mapping
+        The validated pipeline config (``task``, ``modalities``, ``model``, ``seed`` and the
+        task's section).
+    classes : sequence of str, optional
+        All class labels, in output order (classification).
+    nthread : int
+        XGBoost threads.
     frozen_normalisers : mapping, optional
         Pre-fitted normalisers to use instead of fitting.
+    survival_times : mapping, optional
+        ``grid`` and ``horizons`` of the survival curves (fixed for a run by the split step);
+        without them the training rows set them.
 
     Returns
     -------
     OmicsPipeline
     """
-    classes = [str(c) for c in classes]
-    class_index = {c: i for i, c in enumerate(classes)}
-    y = np.fromiter((class_index[str(v)] for v in labels), dtype=np.int64, count=len(labels))
-    groups_arr = np.asarray(groups)
+    model = config.get("model") or {}
+    seed = int(config.get("seed", 42))
+    head = head_from_config(config, classes=classes)
+    if isinstance(head, SurvivalHead) and survival_times:
+        head.grid = np.asarray(survival_times["grid"], dtype=np.float64)
+        head.horizons = [float(h) for h in survival_times["horizons"]]
+    landmarks = LandmarkSpec.from_config(config)
     positions = _split_columns([c for c in frame.columns if FEATURE_SEPARATOR in str(c)])
     inputs: dict[str, list[str]] = {}
     normalisers: dict[str, ModalityNormaliser] = {}
-    for modality, spec in modality_specs.items():
+    for modality, spec in config["modalities"].items():
         feats = positions.get(modality)
         if not feats:
             msg = f"modality {modality!r} has no columns in the training matrix."
@@ -332,7 +645,11 @@ def fit_pipeline(
             normaliser = normaliser_from_spec(dict(spec), name=modality)
         normalisers[modality] = normaliser
     pipeline = OmicsPipeline(
-        classes=classes, inputs=inputs, normalisers=normalisers, booster=xgb.Booster()
+        head=head,
+        inputs=inputs,
+        normalisers=normalisers,
+        booster=xgb.Booster(),
+        landmarks=landmarks,
     )
     blocks = []
     for modality, normaliser in normalisers.items():
@@ -349,48 +666,64 @@ def fit_pipeline(
             blocks.append(normaliser.fit_transform(block, batch=batch))
         else:
             blocks.append(normaliser.transform(block, batch=batch))
-    features = np.hstack(blocks).astype(np.float32, copy=False)
-    weights = _class_weights(y, len(classes), str(model.get("class_weight", "balanced")))
-    params = xgboost_params(model, n_classes=len(classes), seed=seed, nthread=nthread)
-    max_bin = int(params["max_bin"])
-
-    fit_idx, val_idx = grouped_stratified_split(
-        y, groups_arr, fraction=float(model.get("inner_validation_fraction", 0.2)), seed=seed
+    normalised = np.hstack(blocks).astype(np.float32, copy=False)
+    meta, features, feature_names, outcome = pipeline.rows(
+        normalised, frame, outcomes.reset_index(drop=True)
     )
-    dtrain = xgb.QuantileDMatrix(
-        features[fit_idx], label=y[fit_idx], weight=weights[fit_idx], max_bin=max_bin
+    assert outcome is not None
+    if features.shape[0] < 4:
+        msg = f"only {features.shape[0]} training rows (subjects at risk at the landmarks with an outcome); too few to fit a model."
+        raise ValueError(msg)
+    groups = (
+        meta["subject_id"].astype(str).to_numpy()
+        if "subject_id" in meta
+        else (outcomes["subject_id"].astype(str).to_numpy())
     )
-    dval = xgb.QuantileDMatrix(
-        features[val_idx], label=y[val_idx], weight=weights[val_idx], ref=dtrain, max_bin=max_bin
+    head.prepare(outcome)
+    params = xgboost_params(model, head=head, seed=seed, nthread=nthread)
+    info: dict[str, Any] = {}
+    if isinstance(head, RegressionHead):
+        # Split conformal: the served booster never sees the calibration subjects.
+        proper, calibration = grouped_stratified_split(
+            head.strata(outcome), groups, fraction=head.calibration_fraction, seed=seed + 1
+        )
+        booster, info = _boost(
+            features[proper],
+            outcome.take(proper),
+            groups[proper],
+            head=head,
+            params=params,
+            model=model,
+            seed=seed,
+        )
+        head.calibrate(
+            TaskHead.margin(booster, features[calibration]), np.asarray(outcome.target)[calibration]
+        )
+        info["n_calibration_rows"] = int(calibration.size)
+    else:
+        booster, info = _boost(
+            features, outcome, groups, head=head, params=params, model=model, seed=seed
+        )
+        head.fit_extras(booster, features, outcome)
+    info.update(
+        {
+            "n_training_rows": int(features.shape[0]),
+            "n_training_samples": len(frame),
+            "n_training_subjects": len(np.unique(groups)),
+            "strata_counts": pd.Series(head.strata(outcome)).value_counts().sort_index().to_dict(),
+            "xgboost_params": {k: v for k, v in params.items() if k != "nthread"},
+        }
     )
-    stopper = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=int(model.get("n_estimators", 500)),
-        evals=[(dval, "inner_validation")],
-        early_stopping_rounds=int(model.get("early_stopping_rounds", 30)),
-        verbose_eval=False,
-    )
-    n_rounds = int(stopper.best_iteration) + 1
-    dall = xgb.QuantileDMatrix(features, label=y, weight=weights, max_bin=max_bin)
-    booster = xgb.train(params, dall, num_boost_round=n_rounds, verbose_eval=False)
-    info = {
-        "n_rounds": n_rounds,
-        "inner_validation_score": float(stopper.best_score),
-        "inner_validation_metric": params["eval_metric"],
-        "n_training_samples": len(labels),
-        "n_training_subjects": len(np.unique(groups_arr)),
-        "n_inner_fit_samples": int(fit_idx.size),
-        "n_inner_validation_samples": int(val_idx.size),
-        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
-        "xgboost_params": {k: v for k, v in params.items() if k != "nthread"},
-    }
+    if landmarks is not None:
+        info["feature_names"] = feature_names
     logger.info(
-        "fitted %d features, %d rounds (inner %s %.4f)",
+        "fitted %s on %d rows x %d features, %d rounds (inner %s %.4f)",
+        head.task,
+        features.shape[0],
         features.shape[1],
-        n_rounds,
+        info["n_rounds"],
         params["eval_metric"],
-        stopper.best_score,
+        info["inner_validation_score"],
     )
     pipeline.booster = booster
     pipeline.info = info

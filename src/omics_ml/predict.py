@@ -69,6 +69,7 @@ def read_raw_inputs(
     contract: Mapping[str, Mapping[str, Any]],
     *,
     samples: str | os.PathLike[str] | None = None,
+    longitudinal: bool = False,
 ) -> pd.DataFrame:
     """Read raw per-modality files into the model's input table.
 
@@ -80,15 +81,18 @@ def read_raw_inputs(
         Per modality, ``orientation``, ``id_column``, ``text_features`` and ``batch_column`` as
         in training.
     samples : path-like, optional
-        Sample sheet of the new samples (``sample_id`` plus the batch columns that
-        batch-corrected modalities read). Without it, such modalities see every sample as an
-        unseen batch.
+        Sample sheet of the new samples: ``sample_id``, ``subject_id``, ``visit_time`` (needed
+        by longitudinal models) and the batch columns that batch-corrected modalities read.
+        Without it, such modalities see every sample as an unseen batch.
+    longitudinal : bool, default=False
+        Whether the model is a landmark model (it then needs ``samples`` with visit times).
 
     Returns
     -------
     pandas.DataFrame
-        ``sample_id`` then ``modality:feature`` columns (text features as strings) and the batch
-        columns; a sample absent from a modality's file has NaN there.
+        ``sample_id`` (and, from the sheet, ``subject_id`` and ``visit_time``), then
+        ``modality:feature`` columns (text features as strings) and the batch columns; a sample
+        absent from a modality's file has NaN there.
     """
     matrices = {}
     for modality, path in files.items():
@@ -107,6 +111,20 @@ def read_raw_inputs(
         blocks.append(block)
     frame = pd.concat(blocks, axis=1)
     batch_columns = [s["batch_column"] for s in contract.values() if s.get("batch_column")]
+    if longitudinal:
+        if samples is None:
+            msg = "this is a longitudinal (landmark) model: give the new patients' sample sheet with --samples (columns sample_id, subject_id, visit_time)."
+            raise InputError(msg)
+        sheet = read_sample_sheet(samples).to_pandas().set_index("sample_id")
+        if "visit_time" not in sheet:
+            msg = f"{samples}: no 'visit_time' column; a longitudinal model needs the time of every visit."
+            raise InputError(msg)
+        unknown = pd.Index(sample_ids).difference(sheet.index)
+        if len(unknown):
+            msg = f"{samples}: sample(s) {unknown[:5].tolist()} of the input files are not in the sample sheet; add them with their subject_id and visit_time."
+            raise InputError(msg)
+        frame.insert(0, "visit_time", sheet["visit_time"].reindex(sample_ids).to_numpy())
+        frame.insert(0, "subject_id", sheet["subject_id"].reindex(sample_ids).to_numpy())
     if batch_columns:
         if samples is None:
             logger.warning(
@@ -154,5 +172,7 @@ def predict_files(
     absent = [m for m in contract if m not in files]
     if absent:
         logger.warning("no file for modality %s: predicting without it", ", ".join(absent))
-    frame = read_raw_inputs(files, contract, samples=samples)
+    frame = read_raw_inputs(
+        files, contract, samples=samples, longitudinal=bool(metadata.get("longitudinal"))
+    )
     return model.predict(frame)

@@ -48,6 +48,73 @@ def _image(path: str | os.PathLike[str]) -> str:
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
 
 
+def _task_rows(state: Mapping[str, Any]) -> list[list[Any]]:
+    """What the model predicts, in words."""
+    head = state.get("head", {"task": state.get("task", "classification")})
+    task = head["task"]
+    rows: list[list[Any]] = [["task", task]]
+    if task == "classification":
+        rows.append(["classes", ", ".join(head.get("classes", state.get("classes", [])))])
+    elif task == "survival":
+        objective = head["objective"]
+        if objective == "aft":
+            objective = f"aft ({head['aft_distribution']}, scale {head['aft_scale']:g})"
+        else:
+            objective = "cox (Breslow baseline hazard from the development subjects)"
+        rows += [
+            ["survival model", objective],
+            ["risk horizons", ", ".join(f"{h:g}" for h in head["horizons"])],
+            ["survival curve grid", f"{len(head['grid'])} times from 0 to {head['grid'][-1]:g}"],
+        ]
+    else:
+        rows.append(
+            [
+                "prediction interval",
+                f"{100 * head['interval_level']:.0f}% split-conformal, calibrated on "
+                f"{head.get('n_calibration')} held-back development rows",
+            ]
+        )
+    landmarks = state.get("landmarks")
+    if landmarks:
+        rows.append(["landmarks", ", ".join(f"{s:g}" for s in landmarks["landmarks"])])
+        if landmarks.get("target"):
+            target = landmarks["target"]
+            rows.append(
+                [
+                    "predicted value",
+                    f"{target['feature']} at landmark + {target['horizon']:g} "
+                    f"(visit within {target['window']:g})",
+                ]
+            )
+    return rows
+
+
+def _landmark_tables(title: str, evaluation: Mapping[str, Any]) -> list[str]:
+    by_landmark = evaluation.get("by_landmark") or {}
+    if not by_landmark:
+        return []
+    names = [k for k in next(iter(by_landmark.values())) if k != "n_rows"]
+    rows = [
+        [s, m["n_rows"], *[m.get(k, float("nan")) for k in names]] for s, m in by_landmark.items()
+    ]
+    return [
+        f"<h3>{html.escape(title)} by landmark</h3>",
+        _table(["landmark", "rows", *names], rows),
+    ]
+
+
+def _risk_group_notes(*evaluations: Mapping[str, Any]) -> list[str]:
+    notes = []
+    for evaluation in evaluations:
+        km = evaluation.get("km_by_risk_group")
+        if km:
+            notes.append(
+                f"<p>{html.escape(evaluation['title'])}: log-rank test across predicted-risk "
+                f"groups, chi2 {km['log_rank_chi2']:.2f}, p = {km['log_rank_p']:.2g}.</p>"
+            )
+    return notes
+
+
 def render_report(
     *,
     model_info: Mapping[str, Any],
@@ -88,6 +155,7 @@ def render_report(
         for f in cv["per_fold"]
     ]
     metric_names = list(cv["metrics"])
+    task = state.get("task", "classification")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>omics-ml report: {html.escape(model_info['model_name'])}</title><style>{_CSS}</style></head><body>",
@@ -95,8 +163,7 @@ def render_report(
         _table(
             ["item", "value"],
             [
-                ["task", state.get("task", "classification")],
-                ["classes", ", ".join(state["classes"])],
+                *_task_rows(state),
                 ["MLflow run", model_info["run_id"]],
                 ["model URI", model_info["model_uri"]],
                 [
@@ -117,7 +184,10 @@ def render_report(
             [
                 ["samples", qc["n_samples"]],
                 ["subjects", qc["n_subjects"]],
-                *[[f"class {k}", v] for k, v in qc["class_counts"].items()],
+                *[
+                    [f"{'class' if task == 'classification' else 'stratum'} {k}", v]
+                    for k, v in qc["class_counts"].items()
+                ],
             ],
         ),
         _table(
@@ -140,14 +210,19 @@ def render_report(
         _table(
             ["fold", "train subjects", "test subjects", "boosting rounds", *metric_names], fold_rows
         ),
+        *_landmark_tables("Out-of-fold", cv),
         f"<h2>Locked holdout ({holdout['n_samples']} samples, evaluated once)</h2>",
         _table(["metric", "estimate", f"{level}% CI"], _metric_rows(holdout["metrics"])),
+        *_landmark_tables("Holdout", holdout),
+        *_risk_group_notes(cv, holdout),
         "<div class='plots'>",
         *[_image(p) for p in plots],
         "</div>",
         "<h2>Use the model</h2>",
         f"<p><code>omics-ml predict --model {html.escape(model_info['champion_uri'])} "
-        f"--tracking-uri {html.escape(model_info['tracking_uri'])} --input DIR --output predictions.csv</code></p>",
+        f"--tracking-uri {html.escape(model_info['tracking_uri'])} --input DIR "
+        f"{'--samples SHEET ' if state.get('landmarks') else ''}--output predictions.csv "
+        "--plot DIR</code></p>",
         f"<p><code>{html.escape(model_info['ui_command'])}</code>, then open "
         f"<code>{html.escape(model_info['ui_runs_page'])}</code></p>",
         "</body></html>",

@@ -11,8 +11,16 @@ import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
 from omics_ml.io import atomic_output, write_json
+from omics_ml.tasks import evaluation_times
 
-__all__ = ["grouped_stratified_split", "make_splits", "permute_labels_by_subject", "write_splits"]
+__all__ = [
+    "grouped_stratified_split",
+    "make_splits",
+    "permute_labels_by_subject",
+    "permute_outcomes_by_subject",
+    "survival_evaluation_times",
+    "write_splits",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +133,52 @@ def make_splits(
     return splits, assignment
 
 
+def survival_evaluation_times(
+    cohort: pl.DataFrame,
+    sample_ids: list[str],
+    *,
+    landmarks: list[float] | None = None,
+    horizons: list[float] | None = None,
+    n_points: int = 50,
+) -> dict[str, list[float]]:
+    """Time grid and horizons of the survival curves, from the development subjects.
+
+    They fix where every model of the run (each fold's and the final one) evaluates its
+    survival curve, so that out-of-fold curves can be pooled; they never enter the booster or
+    the baseline hazard. With landmarks, times count from each landmark that a subject outlives.
+    """
+    subjects = (
+        cohort.filter(pl.col("sample_id").is_in(sample_ids))
+        .unique("subject_id", keep="first", maintain_order=True)
+        .select("time", "event")
+    )
+    if landmarks:
+        subjects = pl.concat(
+            [
+                subjects.filter(pl.col("time") > s).with_columns(pl.col("time") - s)
+                for s in landmarks
+            ]
+        )
+    grid, chosen = evaluation_times(
+        subjects["time"].to_numpy(),
+        subjects["event"].to_numpy(),
+        horizons=horizons,
+        n_points=n_points,
+    )
+    return {"grid": grid, "horizons": chosen}
+
+
+def permute_outcomes_by_subject(cohort: pl.DataFrame, *, seed: int) -> pl.DataFrame:
+    """Permute every outcome column (label, time/event, target) across subjects together."""
+    columns = [c for c in ("label", "time", "event", "target") if c in cohort.columns]
+    subjects = cohort.select("subject_id", *columns).unique(
+        "subject_id", keep="first", maintain_order=True
+    )
+    order = np.random.default_rng(seed).permutation(subjects.height)
+    shuffled = subjects.select("subject_id").with_columns(subjects.drop("subject_id")[order])
+    return cohort.drop(columns).join(shuffled, on="subject_id", how="left", validate="m:1")
+
+
 def write_splits(
     cohort: pl.DataFrame,
     *,
@@ -134,19 +188,32 @@ def write_splits(
     n_splits: int,
     seed: int,
     permute_labels: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make the splits and write ``splits.json`` and the labelled cohort table (Parquet).
 
-    The cohort table is the single source of the labels downstream, so the negative control
-    (``permute_labels``) is applied here, before any split.
+    The cohort table is the single source of the outcomes downstream, so the negative control
+    (``permute_labels``) is applied here, before any split. For survival tasks (``config``),
+    ``splits.json`` also holds the time grid and horizons from the development subjects
+    (:func:`survival_evaluation_times`).
     """
+    config = config or {}
     if permute_labels:
-        logger.warning("negative control: labels permuted across subjects (seed %d)", seed)
-        cohort = permute_labels_by_subject(cohort, seed=seed)
+        logger.warning("negative control: outcomes permuted across subjects (seed %d)", seed)
+        cohort = permute_outcomes_by_subject(cohort, seed=seed)
     splits, assignment = make_splits(
         cohort, holdout_fraction=holdout_fraction, n_splits=n_splits, seed=seed
     )
     splits["permuted_labels"] = permute_labels
+    if config.get("task") == "survival":
+        survival = config.get("survival") or {}
+        splits["survival"] = survival_evaluation_times(
+            cohort,
+            splits["development"],
+            landmarks=(config.get("longitudinal") or {}).get("landmarks"),
+            horizons=survival.get("horizons"),
+            n_points=int(survival.get("time_grid_points", 50)),
+        )
     write_json(splits_out, splits)
     with atomic_output(cohort_out) as tmp:
         assignment.write_parquet(tmp)

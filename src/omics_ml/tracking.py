@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from omics_ml.evaluate import METRICS
+from omics_ml.assess import higher_is_better
 from omics_ml.integrate import raw_input_frame
 from omics_ml.io import read_json, write_json
 from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, input_contract, model_signature
 from omics_ml.pipeline import OmicsPipeline
+from omics_ml.tasks import DEFAULT_PROMOTION_METRIC
 
 __all__ = [
     "CHAMPION",
@@ -123,7 +124,7 @@ def promotion_decision(
     ----------
     rule : {"always", "if_better", "never"}
     metric : str
-        Holdout metric compared (direction from :data:`omics_ml.evaluate.METRICS`).
+        Holdout metric compared (direction from :func:`omics_ml.assess.higher_is_better`).
     new_value : float
         The new version's holdout metric.
     champion_value : float or None
@@ -135,8 +136,9 @@ def promotion_decision(
         return True, "promotion_rule is 'always'"
     if champion_value is None or not np.isfinite(champion_value):
         return True, "no current champion"
-    higher_is_better = METRICS[metric]
-    better = new_value >= champion_value if higher_is_better else new_value <= champion_value
+    better = (
+        new_value >= champion_value if higher_is_better(metric) else new_value <= champion_value
+    )
     relation = "at least as good as" if better else "worse than"
     return (
         better,
@@ -147,6 +149,8 @@ def promotion_decision(
 def _log_metrics_with_ci(prefix: str, metrics: Mapping[str, Mapping[str, float]]) -> None:
     values = {}
     for name, value in metrics.items():
+        if not np.isfinite(value["estimate"]):
+            continue
         values[f"{prefix}{name}"] = value["estimate"]
         if np.isfinite(value["lower"]):
             values[f"{prefix}{name}_ci_lower"] = value["lower"]
@@ -213,7 +217,8 @@ def log_pipeline_run(
         else client.create_experiment(experiment_name, artifact_location=artifact_root)
     )
     model_name = tracking.get("model_name", "omics-ml-model")
-    metric = tracking.get("promotion_metric", "balanced_accuracy")
+    task = config.get("task", "classification")
+    metric = tracking.get("promotion_metric") or DEFAULT_PROMOTION_METRIC[task]
     rule = tracking.get("promotion_rule", "if_better")
     key = _pseudonym_key(tracking.get("pseudonym_key_env", "OMICS_ML_PSEUDONYM_KEY"), results_dir)
     qc_summary = read_json(qc)
@@ -225,7 +230,7 @@ def log_pipeline_run(
         "omics_ml.version": importlib_metadata.version("omics-ml"),
         "git_commit": _git_commit(Path(source_dir)),
         "config_hash": chash,
-        "task": config.get("task", "classification"),
+        "task": task,
         "negative_control.permute_labels": str(read_json(splits).get("permuted_labels", False)),
         **{f"data_digest.{Path(p).name}": d for p, d in qc_summary.get("files", {}).items()},
     }
@@ -259,7 +264,7 @@ def log_pipeline_run(
                 )
                 mlflow.log_metrics(
                     {
-                        **record["metrics"],
+                        **{k: v for k, v in record["metrics"].items() if np.isfinite(v)},
                         "inner_validation_score": record["inner_validation_score"],
                     }
                 )
@@ -297,7 +302,11 @@ def log_pipeline_run(
             metadata={
                 "input_contract": contract,
                 "classes": pipeline.classes,
-                "task": "classification",
+                "task": pipeline.task,
+                "longitudinal": None
+                if pipeline.landmarks is None
+                else pipeline.landmarks.to_json(),
+                "head": {k: v for k, v in pipeline.head.to_json().items() if k != "baseline"},
                 "config_hash": chash,
             },
             registered_model_name=model_name,
@@ -309,17 +318,29 @@ def log_pipeline_run(
         served = mlflow.pyfunc.load_model(version_uri).predict(
             raw_input_frame(ad.read_h5ad(features)[read_json(splits)["holdout"]])
         )
-        expected = (
-            pd.read_parquet(holdout_predictions).set_index("sample_id").loc[served["sample_id"]]
-        )
-        prob_cols = [f"prob_{c}" for c in pipeline.classes]
+        # Longitudinal models serve every landmark a subject's visits reached; the holdout
+        # table has the rows at risk. Their common rows must agree.
+        expected = pd.read_parquet(holdout_predictions).set_index("sample_id")
+        served = served[served["sample_id"].isin(expected.index)]
+        if served.empty:
+            msg = f"the registered model {version_uri} returned none of the holdout rows; the champion alias was not moved."
+            raise RuntimeError(msg)
+        expected = expected.loc[served["sample_id"]]
+        value_cols = [
+            name
+            for name, kind in pipeline.output_columns()
+            if kind == "double" and name != "landmark"
+        ]
         max_diff = float(
-            np.max(np.abs(served[prob_cols].to_numpy() - expected[prob_cols].to_numpy()))
+            np.max(np.abs(served[value_cols].to_numpy() - expected[value_cols].to_numpy()))
         )
         if max_diff > 1e-6:
             msg = f"the registered model {version_uri} predicts the holdout differently from train_final (max |diff| {max_diff:.2e}); the champion alias was not moved."
             raise RuntimeError(msg)
 
+        if metric not in holdout["metrics"]:
+            msg = f"tracking.promotion_metric {metric!r} is not a {task} metric; choose one of {sorted(holdout['metrics'])}."
+            raise ValueError(msg)
         new_value = holdout["metrics"][metric]["estimate"]
         try:
             champion = client.get_model_version_by_alias(model_name, CHAMPION)
@@ -328,14 +349,11 @@ def log_pipeline_run(
         except mlflow.exceptions.MlflowException:
             champion_value, champion_version = None, None
         promote, reason = promotion_decision(rule, metric, new_value, champion_value)
-        for name, value in holdout["metrics"].items():
-            client.set_model_version_tag(
-                model_name, version, f"holdout_{name}", f"{value['estimate']:.6f}"
-            )
-        for name, value in cv["metrics"].items():
-            client.set_model_version_tag(
-                model_name, version, f"cv_{name}", f"{value['estimate']:.6f}"
-            )
+        for prefix, metrics in (("holdout", holdout["metrics"]), ("cv", cv["metrics"])):
+            for name, value in metrics.items():
+                client.set_model_version_tag(
+                    model_name, version, f"{prefix}_{name}", f"{value['estimate']:.6f}"
+                )
         client.set_model_version_tag(model_name, version, "config_hash", chash)
         client.set_model_version_tag(
             model_name,

@@ -10,15 +10,17 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 
-from omics_ml.evaluate import classification_metrics, probability_matrix, write_evaluation
+from omics_ml.assess import evaluate_predictions, point_metrics
 from omics_ml.integrate import raw_input_frame
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.normalise import ModalityNormaliser
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 
-__all__ = ["predictions_table", "train_final", "train_fold"]
+__all__ = ["outcome_frame", "predictions_table", "train_final", "train_fold"]
 
 logger = logging.getLogger(__name__)
+
+_OUTCOME_COLUMNS = ("subject_id", "label", "time", "event", "target")
 
 
 def _subset(adata: ad.AnnData, sample_ids: Sequence[str]) -> ad.AnnData:
@@ -29,36 +31,46 @@ def _subset(adata: ad.AnnData, sample_ids: Sequence[str]) -> ad.AnnData:
     return adata[list(sample_ids)]
 
 
-def _classes(adata: ad.AnnData) -> list[str]:
+def _classes(adata: ad.AnnData, config: Mapping[str, Any]) -> list[str] | None:
+    if config.get("task", "classification") != "classification":
+        return None
     return sorted(adata.obs["label"].astype(str).unique().tolist())
 
 
+def outcome_frame(adata: ad.AnnData) -> pd.DataFrame:
+    """Per-sample outcome columns of integrated samples (``subject_id``, ``label``, ...)."""
+    frame = adata.obs[[c for c in _OUTCOME_COLUMNS if c in adata.obs]].reset_index(drop=True)
+    frame["subject_id"] = frame["subject_id"].astype(str)
+    frame["label"] = frame["label"].astype(str)
+    return frame
+
+
 def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFrame:
-    """Predict samples of the integrated data through the raw-input path of the pipeline."""
-    predicted = pipeline.predict_frame(raw_input_frame(adata))
-    predicted.insert(1, "subject_id", adata.obs["subject_id"].astype(str).to_numpy())
-    predicted.insert(2, "label", adata.obs["label"].astype(str).to_numpy())
-    return predicted
+    """Predict samples of the integrated data through the raw-input path of the pipeline.
+
+    One row per sample (per subject and landmark for longitudinal models) with
+    ``sample_id``, ``subject_id``, the task's prediction columns and the outcome columns.
+    """
+    return pipeline.evaluation_frame(raw_input_frame(adata), outcome_frame(adata))
 
 
 def _fit(
     train: ad.AnnData,
     *,
     config: Mapping[str, Any],
-    classes: list[str],
+    classes: list[str] | None,
     nthread: int,
+    survival_times: Mapping[str, Sequence[float]] | None,
     frozen: Mapping[str, ModalityNormaliser] | None = None,
 ) -> OmicsPipeline:
     return fit_pipeline(
         raw_input_frame(train),
-        train.obs["label"].astype(str).tolist(),
-        train.obs["subject_id"].astype(str).tolist(),
-        modality_specs=config["modalities"],
-        model=config.get("model", {}),
+        outcome_frame(train),
+        config=config,
         classes=classes,
-        seed=int(config.get("seed", 42)),
         nthread=nthread,
         frozen_normalisers=frozen,
+        survival_times=survival_times,
     )
 
 
@@ -96,27 +108,35 @@ def train_fold(
         The fold's metrics record.
     """
     adata = ad.read_h5ad(features)
-    spec = read_json(splits)["folds"][fold]
+    split = read_json(splits)
+    spec = split["folds"][fold]
     train, test = _subset(adata, spec["train"]), _subset(adata, spec["test"])
     overlap = set(train.obs["subject_id"]) & set(test.obs["subject_id"])
     if overlap:
         msg = f"fold {fold}: subjects {sorted(overlap)[:5]} are on both sides of the split."
         raise ValueError(msg)
-    classes = _classes(adata)
-    pipeline = _fit(train, config=config, classes=classes, nthread=nthread)
+    pipeline = _fit(
+        train,
+        config=config,
+        classes=_classes(adata, config),
+        nthread=nthread,
+        survival_times=split.get("survival"),
+    )
     pipeline.save(model_dir)
     predicted = predictions_table(pipeline, test)
     predicted["fold"] = fold
     with atomic_output(predictions_out) as tmp:
         predicted.to_parquet(tmp, index=False)
-    metrics = classification_metrics(
-        predicted["label"], probability_matrix(predicted, classes), classes
-    )
+    reference = predictions_table(pipeline, train) if pipeline.task == "survival" else None
+    metrics = point_metrics(predicted, head=pipeline.head.to_json(), reference=reference)
     record = {
         "fold": fold,
-        "classes": classes,
+        "task": pipeline.task,
+        "classes": pipeline.classes,
         "n_train_samples": train.n_obs,
         "n_test_samples": test.n_obs,
+        "n_train_rows": pipeline.info["n_training_rows"],
+        "n_test_rows": len(predicted),
         "n_train_subjects": int(train.obs["subject_id"].nunique()),
         "n_test_subjects": int(test.obs["subject_id"].nunique()),
         "n_features_used": len(pipeline.feature_names),
@@ -139,35 +159,42 @@ def train_final(
     model_dir: str | os.PathLike[str],
     predictions_out: str | os.PathLike[str],
     metrics_out: str | os.PathLike[str],
-    confusion_png: str | os.PathLike[str],
-    roc_png: str | os.PathLike[str],
+    plots: Mapping[str, str | os.PathLike[str]],
 ) -> dict[str, Any]:
     """Fit the deployable pipeline on all development subjects; evaluate it once on the holdout.
 
     The per-modality normalisers are the ones the normalise step fitted on the development
     subjects (``normaliser_params``), loaded from their JSON, so the registered model carries
-    exactly those parameters.
+    exactly those parameters. ``plots`` maps the task's plot names
+    (:data:`omics_ml.assess.PLOTS`) to output files.
     """
     adata = ad.read_h5ad(features)
     split = read_json(splits)
     development, holdout = _subset(adata, split["development"]), _subset(adata, split["holdout"])
-    classes = _classes(adata)
     frozen = {
         m: ModalityNormaliser.from_json(read_json(p)["normaliser"])
         for m, p in normaliser_params.items()
     }
-    pipeline = _fit(development, config=config, classes=classes, nthread=nthread, frozen=frozen)
+    pipeline = _fit(
+        development,
+        config=config,
+        classes=_classes(adata, config),
+        nthread=nthread,
+        survival_times=split.get("survival"),
+        frozen=frozen,
+    )
     pipeline.save(model_dir)
     predicted = predictions_table(pipeline, holdout)
     with atomic_output(predictions_out) as tmp:
         predicted.to_parquet(tmp, index=False)
     evaluation = config.get("evaluate", {})
-    return write_evaluation(
+    reference = predictions_table(pipeline, development) if pipeline.task == "survival" else None
+    return evaluate_predictions(
         predicted,
-        classes,
+        head=pipeline.head.to_json(),
+        reference=reference,
         metrics_out=metrics_out,
-        confusion_png=confusion_png,
-        roc_png=roc_png,
+        plots=plots,
         title="Locked holdout",
         n_bootstrap=int(evaluation.get("n_bootstrap", 1000)),
         confidence_level=float(evaluation.get("confidence_level", 0.95)),
@@ -176,5 +203,6 @@ def train_final(
             "n_rounds": pipeline.info["n_rounds"],
             "n_features_used": len(pipeline.feature_names),
             "n_development_samples": development.n_obs,
+            "n_development_rows": pipeline.info["n_training_rows"],
         },
     )

@@ -300,26 +300,121 @@ def _config_value(config: dict[str, Any], *keys: str, default: Any = None) -> An
     return node
 
 
+def _numeric_outcome(
+    frame: pl.DataFrame, column: str, *, path: Any, config_key: str, what: str
+) -> pl.Series:
+    """Parse the per-sample text values of an outcome column as finite floats."""
+    parsed = frame[column].cast(pl.Float64, strict=False)
+    bad = frame.filter(parsed.is_null() | ~parsed.is_finite())
+    if bad.height:
+        msg = (
+            f"{path}: column {config_key!r} holds non-numeric {what} {_listed(bad[column])} for "
+            f"sample_id {_listed(bad['sample_id'])}. Write {what}s as numbers."
+        )
+        raise InputError(msg)
+    return parsed
+
+
+def _check_visits(samples: pl.DataFrame, path: Any) -> None:
+    """Every sample has a visit time and no subject has two visits at the same time."""
+    if "visit_time" not in samples.columns:
+        msg = (
+            f"{path}: longitudinal.landmarks is set but the sample sheet has no 'visit_time' "
+            "column. Add each sample's visit time (in the outcome's time unit, from baseline)."
+        )
+        raise InputError(msg)
+    empty = samples.filter(pl.col("visit_time").is_null())
+    if empty.height:
+        msg = (
+            f"{path}: column 'visit_time' is empty for sample_id {_listed(empty['sample_id'])}. "
+            "Longitudinal models need the time of every visit; fill it in or drop the sample."
+        )
+        raise InputError(msg)
+    overlap = samples.filter(pl.struct("subject_id", "visit_time").is_duplicated())
+    if overlap.height:
+        msg = (
+            f"{path}: visits overlap: subject(s) {_listed(overlap['subject_id'].unique(maintain_order=True))} "
+            f"have several samples at the same visit_time (sample_id {_listed(overlap['sample_id'])}). "
+            "Each visit of a subject needs its own time; merge the duplicate visits or correct "
+            "their times."
+        )
+        raise InputError(msg)
+
+
+def _survival_outcome(
+    config: dict[str, Any], samples: pl.DataFrame, *, id_column: str
+) -> pl.DataFrame:
+    """``sample_id``, ``subject_id``, ``time`` (Float64) and ``event`` (Int8), checked."""
+    path = _config_value(config, "cohort", "outcomes")
+    time_column = _config_value(config, "cohort", "time_column", default="time")
+    event_column = _config_value(config, "cohort", "event_column", default="event")
+    times = read_outcomes(path, outcome_column=time_column, id_column=id_column, samples=samples)
+    events = read_outcomes(path, outcome_column=event_column, id_column=id_column, samples=samples)
+    time = _numeric_outcome(times, "label", path=path, config_key=time_column, what="survival time")
+    bad = times.filter(time <= 0)
+    if bad.height:
+        subjects = bad["subject_id"].unique(maintain_order=True)
+        msg = (
+            f"{path}: column {time_column!r} is zero or negative for subject(s) {_listed(subjects)} "
+            f"(values {_listed(bad['label'].unique(maintain_order=True))}). Survival times are the "
+            "positive time from baseline to the event or to the last follow-up; correct them, or "
+            "drop subjects without follow-up."
+        )
+        raise InputError(msg)
+    event = events["label"].str.strip_chars().replace({"0.0": "0", "1.0": "1"})
+    bad = events.filter(~event.is_in(["0", "1"]))
+    if bad.height:
+        msg = (
+            f"{path}: column {event_column!r} must be 0 (censored) or 1 (event); found "
+            f"{_listed(bad['label'].unique(maintain_order=True))} for subject(s) "
+            f"{_listed(bad['subject_id'].unique(maintain_order=True))}. Recode the event indicator."
+        )
+        raise InputError(msg)
+    out = times.select("sample_id", "subject_id").with_columns(
+        time.alias("time"), event.cast(pl.Int8).alias("event")
+    )
+    if "visit_time" in samples.columns:
+        late = out.with_columns(samples["visit_time"]).filter(pl.col("visit_time") > pl.col("time"))
+        if late.height:
+            first = late.row(0, named=True)
+            msg = (
+                f"{path}: {late.height} visit(s) after the subject's event or end of follow-up, "
+                f"e.g. subject {first['subject_id']!r}: sample {first['sample_id']!r} at "
+                f"visit_time {first['visit_time']:g} but {time_column!r} is {first['time']:g} "
+                f"(subjects {_listed(late['subject_id'].unique(maintain_order=True))}). A visit "
+                "cannot follow the event or the last follow-up; correct the time or drop the visit."
+            )
+            raise InputError(msg)
+    return out
+
+
 def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
     """Read the sample sheet and the outcomes named in a config.
 
     Parameters
     ----------
     config : dict
-        Pipeline config; uses ``cohort.samples``, ``cohort.outcomes``, ``cohort.outcome_column``
-        and ``cohort.outcome_id_column`` (default ``"sample_id"``).
+        Pipeline config; uses ``task``, ``cohort.samples``, ``cohort.outcomes``,
+        ``cohort.outcome_column`` (classification; regression without a longitudinal target),
+        ``cohort.time_column`` and ``cohort.event_column`` (survival; optional for longitudinal
+        regression, where they define who is still at risk at a landmark),
+        ``cohort.outcome_id_column`` (default ``"sample_id"``) and ``longitudinal``.
 
     Returns
     -------
     polars.DataFrame
-        Columns ``sample_id``, ``subject_id``, ``label`` and, where the sample sheet has them,
-        ``visit_time``, ``batch`` and every modality's ``batch_column``; one row per sample in
-        the sample sheet's order.
+        One row per sample in the sample sheet's order: ``sample_id``, ``subject_id``,
+        ``label`` (the class; for survival ``event``/``censored``; for regression the
+        stratum used to balance the splits), the task's outcome columns (``time`` and
+        ``event`` for survival; ``target`` for regression of an outcome column) and, where the
+        sample sheet has them, ``visit_time``, ``batch`` and every modality's ``batch_column``.
 
     Raises
     ------
     InputError
-        From :func:`read_sample_sheet` or :func:`read_outcomes`, or if a config key is missing.
+        From :func:`read_sample_sheet` or :func:`read_outcomes`; for survival times that are
+        missing, zero or negative, event codes other than 0/1, visits after the event or the
+        end of follow-up, or overlapping visits; or if a config key is missing.
     """
     batch_columns = tuple(
         dict.fromkeys(
@@ -333,19 +428,59 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
             ]
         )
     )
-    samples = read_sample_sheet(
-        _config_value(config, "cohort", "samples"), batch_columns=batch_columns
-    )
-    outcomes = read_outcomes(
-        _config_value(config, "cohort", "outcomes"),
-        outcome_column=_config_value(config, "cohort", "outcome_column"),
-        id_column=_config_value(config, "cohort", "outcome_id_column", default="sample_id"),
-        samples=samples,
-    )
+    samples_path = _config_value(config, "cohort", "samples")
+    samples = read_sample_sheet(samples_path, batch_columns=batch_columns)
+    task = config.get("task", "classification")
+    longitudinal = config.get("longitudinal") or {}
+    if longitudinal.get("landmarks"):
+        _check_visits(samples, samples_path)
+    id_column = _config_value(config, "cohort", "outcome_id_column", default="sample_id")
+    outcomes_path = _config_value(config, "cohort", "outcomes")
+    cohort = config.get("cohort") or {}
+    if task == "survival":
+        outcomes = _survival_outcome(config, samples, id_column=id_column)
+        outcomes = outcomes.with_columns(
+            pl.when(pl.col("event") == 1)
+            .then(pl.lit("event"))
+            .otherwise(pl.lit("censored"))
+            .alias("label")
+        )
+    elif task == "regression" and longitudinal.get("target"):
+        if cohort.get("time_column") or cohort.get("event_column"):
+            outcomes = _survival_outcome(config, samples, id_column=id_column).with_columns(
+                pl.when(pl.col("event") == 1)
+                .then(pl.lit("event"))
+                .otherwise(pl.lit("censored"))
+                .alias("label")
+            )
+        else:
+            outcomes = samples.select("sample_id", "subject_id").with_columns(
+                pl.lit("all").alias("label")
+            )
+    elif task == "regression":
+        column = _config_value(config, "cohort", "outcome_column")
+        read = read_outcomes(
+            outcomes_path, outcome_column=column, id_column=id_column, samples=samples
+        )
+        target = _numeric_outcome(
+            read, "label", path=outcomes_path, config_key=column, what="outcome value"
+        )
+        # Strata for the splits: quintiles of the subject's outcome.
+        strata = target.qcut(5, labels=[f"q{k}" for k in range(1, 6)], allow_duplicates=True)
+        outcomes = read.select("sample_id", "subject_id").with_columns(
+            target.alias("target"), strata.cast(pl.String).alias("label")
+        )
+    else:
+        outcomes = read_outcomes(
+            outcomes_path,
+            outcome_column=_config_value(config, "cohort", "outcome_column"),
+            id_column=id_column,
+            samples=samples,
+        )
     extra = [
         c
         for c in ("visit_time", *batch_columns)
-        if c in samples.columns and c not in ("sample_id", "subject_id")
+        if c in samples.columns and c not in outcomes.columns
     ]
     return pl.concat([outcomes, samples.select(extra)] if extra else [outcomes], how="horizontal")
 
@@ -629,13 +764,23 @@ def validate_inputs(
         raise InputError(msg)
 
     outcomes_path = _config_value(config, "cohort", "outcomes")
-    outcome_column = _config_value(config, "cohort", "outcome_column")
+    task = config.get("task", "classification")
+    outcome_column = (config.get("cohort") or {}).get("outcome_column", task)
     per_class = (
         cohort.group_by("label")
         .agg(pl.len().alias("n_samples"), pl.col("subject_id").n_unique().alias("n_subjects"))
         .sort("label")
     )
-    if per_class.height < 2:
+    if task == "survival":
+        n_events = cohort.unique("subject_id")["event"].sum()
+        if n_events < 2:
+            msg = (
+                f"{outcomes_path}: only {n_events} subject(s) with an event over "
+                f"{cohort['subject_id'].n_unique()} subjects; survival models need events to "
+                "learn from. Check the event column (1 = event, 0 = censored)."
+            )
+            raise InputError(msg)
+    elif task == "classification" and per_class.height < 2:
         msg = (
             f"{outcomes_path}: column {outcome_column!r} has a single class "
             f"{per_class['label'].to_list()} over {cohort.height} samples. Classification needs "
@@ -643,7 +788,7 @@ def validate_inputs(
         )
         raise InputError(msg)
     rare = per_class.filter(pl.col("n_subjects") < 2)
-    if rare.height:
+    if task == "classification" and rare.height:
         details = rare.select(
             pl.format("'{}' ({} subject(s))", pl.col("label"), pl.col("n_subjects")).str.join(", ")
         ).item()
@@ -678,6 +823,7 @@ def validate_inputs(
         "n_samples": cohort.height,
         "n_subjects": cohort["subject_id"].n_unique(),
         "max_samples_per_subject": int(cohort["subject_id"].value_counts()["count"].max()),
+        "task": task,
         "class_counts": dict(zip(per_class["label"], per_class["n_samples"], strict=True)),
         "class_subject_counts": dict(zip(per_class["label"], per_class["n_subjects"], strict=True)),
         "n_samples_without_data": without.len(),

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
+from omics_ml.assess import aggregate_folds, evaluate_predictions
 from omics_ml.evaluate import (
     METRICS,
-    _subject_resample,
-    aggregate_folds,
     bootstrap_metrics,
     classification_metrics,
-    write_evaluation,
+    subject_resample,
 )
 from omics_ml.io import read_json, write_json
 
@@ -136,7 +135,7 @@ def test_bootstrap_deterministic_given_seed():
     assert a != c
 
 
-def test_subject_resample_keeps_subjects_together():
+def testsubject_resample_keeps_subjects_together():
     rng = np.random.default_rng(0)
     n_subjects = 25
     groups = np.repeat([f"S{i}" for i in range(n_subjects)], 3)
@@ -144,7 +143,7 @@ def test_subject_resample_keeps_subjects_together():
     groups = groups[order].astype(object)
     draws = np.random.default_rng(1)
     for _ in range(20):
-        idx = _subject_resample(groups, draws)
+        idx = subject_resample(groups, draws)
         assert idx.size == groups.size
         per_subject = Counter(groups[idx])
         assert all(count % 3 == 0 for count in per_subject.values())
@@ -156,10 +155,10 @@ def test_subject_resample_keeps_subjects_together():
             assert {per_index[i] for i in members} == {per_subject[subject] // 3}
 
 
-def test_subject_resample_unequal_subject_sizes():
+def testsubject_resample_unequal_subject_sizes():
     groups = np.array(["x", "y", "y", "z", "z", "z", "y"], dtype=object)
     sizes = Counter(groups)
-    idx = _subject_resample(groups, np.random.default_rng(4))
+    idx = subject_resample(groups, np.random.default_rng(4))
     counts = Counter(groups[idx])
     for subject, count in counts.items():
         assert count % sizes[subject] == 0
@@ -186,12 +185,12 @@ def _is_png(path: Path) -> bool:
 def test_write_evaluation_writes_plots_and_json(tmp_path: Path):
     y, proba, groups, classes = _noisy()
     predictions = _predictions(y, proba, groups, classes)
-    result = write_evaluation(
+    result = evaluate_predictions(
         predictions,
-        classes,
+        head={"task": "classification", "classes": classes},
+        reference=None,
         metrics_out=tmp_path / "metrics.json",
-        confusion_png=tmp_path / "confusion.png",
-        roc_png=tmp_path / "roc.png",
+        plots={"confusion": tmp_path / "confusion.png", "roc": tmp_path / "roc.png"},
         title="test",
         n_bootstrap=30,
         confidence_level=0.9,
@@ -219,6 +218,9 @@ def _write_fold(tmp_path: Path, k: int, frame: pd.DataFrame, classes) -> tuple[P
     proba = frame[[f"prob_{c}" for c in classes]].to_numpy()
     metrics = classification_metrics(frame["label"], proba, classes)
     write_json(metrics_path, {"fold": k, "classes": classes, "metrics": metrics})
+    write_json(
+        tmp_path / f"state{k}.json", {"head": {"task": "classification", "classes": classes}}
+    )
     return pred_path, metrics_path
 
 
@@ -226,10 +228,10 @@ def _aggregate(tmp_path: Path, preds, metrics):
     return aggregate_folds(
         preds,
         metrics,
+        [tmp_path / "state0.json"],
         predictions_out=tmp_path / "out" / "oof.parquet",
         metrics_out=tmp_path / "out" / "cv_metrics.json",
-        confusion_png=tmp_path / "cv_confusion.png",
-        roc_png=tmp_path / "cv_roc.png",
+        plots={"confusion": tmp_path / "cv_confusion.png", "roc": tmp_path / "cv_roc.png"},
         n_bootstrap=20,
         confidence_level=0.95,
         seed=0,

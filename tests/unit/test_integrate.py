@@ -182,9 +182,9 @@ def test_written_file_matches_returned(integrated):
 def test_raw_input_frame_of_numeric_modalities(integrated):
     adata = integrated["adata"]
     frame = raw_input_frame(adata)
-    assert frame.columns.tolist() == ["sample_id", *adata.var_names]
+    assert frame.columns.tolist() == ["sample_id", "subject_id", *adata.var_names]
     assert frame["sample_id"].tolist() == adata.obs_names.tolist()
-    values = frame.drop(columns="sample_id")
+    values = frame.drop(columns=["sample_id", "subject_id"])
     assert (values.dtypes == np.float64).all()
     np.testing.assert_array_equal(values.to_numpy(), np.asarray(adata.X, dtype=np.float64))
 
@@ -262,7 +262,7 @@ def test_integrated_batch_columns(with_text_and_batch):
 def test_raw_input_frame_with_text_and_batch(with_text_and_batch):
     adata, clinical = with_text_and_batch["adata"], with_text_and_batch["clinical"]
     frame = raw_input_frame(adata)
-    assert frame.columns.tolist() == ["sample_id", *adata.var_names, "run"]
+    assert frame.columns.tolist() == ["sample_id", "subject_id", *adata.var_names, "run"]
     assert frame["run"].tolist() == with_text_and_batch["run"].tolist()
     stage = frame["clinical:stage"]
     assert stage.dtype == object

@@ -67,14 +67,23 @@ def example() -> dict:
 
 def _fit(example: dict, rows=None, *, seed: int = 42, **kwargs) -> OmicsPipeline:
     rows = np.arange(len(example["labels"])) if rows is None else rows
+    outcomes = pd.DataFrame(
+        {
+            "subject_id": [example["groups"][i] for i in rows],
+            "label": [example["labels"][i] for i in rows],
+        }
+    )
+    config = {
+        "task": "classification",
+        "modalities": kwargs.pop("specs", example["specs"]),
+        "model": MODEL,
+        "seed": seed,
+    }
     return fit_pipeline(
         kwargs.pop("frame", example["frame"]).iloc[rows],
-        [example["labels"][i] for i in rows],
-        [example["groups"][i] for i in rows],
-        modality_specs=kwargs.pop("specs", example["specs"]),
-        model=MODEL,
+        outcomes,
+        config=config,
         classes=kwargs.pop("classes", CLASSES),
-        seed=seed,
         **kwargs,
     )
 
@@ -116,8 +125,8 @@ def test_fitted_pipeline_structure(pipeline: OmicsPipeline, example: dict):
     info = pipeline.info
     assert 1 <= info["n_rounds"] <= MODEL["n_estimators"]
     assert info["n_training_samples"] == 150
-    assert info["n_inner_fit_samples"] + info["n_inner_validation_samples"] == 150
-    assert info["class_counts"] == dict(pd.Series(example["labels"]).value_counts()[CLASSES])
+    assert info["n_inner_fit_rows"] + info["n_inner_validation_rows"] == 150
+    assert info["strata_counts"] == dict(pd.Series(example["labels"]).value_counts()[CLASSES])
     assert info["inner_validation_metric"] == "mlogloss"
 
 
@@ -313,15 +322,7 @@ def test_frozen_normalisers_without_feature_names_raise_value_error(example, pip
 
 def test_modality_without_columns_raises(example):
     with pytest.raises(ValueError, match="mirna"):
-        fit_pipeline(
-            _without(example["frame"], "mirna:"),
-            example["labels"],
-            example["groups"],
-            modality_specs=example["specs"],
-            model=MODEL,
-            classes=CLASSES,
-            seed=0,
-        )
+        _fit(example, frame=_without(example["frame"], "mirna:"))
 
 
 def test_binary_classification(example, tmp_path: Path):
@@ -354,10 +355,15 @@ def test_pipeline_does_not_modify_its_input(example):
 
 def test_model_signature_of_numeric_pipeline(pipeline):
     inputs = model_signature(pipeline).inputs.inputs
-    assert [c.name for c in inputs] == ["sample_id", *pipeline.input_columns]
+    assert [c.name for c in inputs] == [
+        "sample_id",
+        "subject_id",
+        "visit_time",
+        *pipeline.input_columns,
+    ]
     assert all(not c.required for c in inputs)
-    assert inputs[0].type.name == "string"
-    assert {c.type.name for c in inputs[1:]} == {"double"}
+    assert [c.type.name for c in inputs[:3]] == ["string", "string", "double"]
+    assert {c.type.name for c in inputs[3:]} == {"double"}
 
 
 # --- a clinical modality with text ----------------------------------------------------------
@@ -429,7 +435,7 @@ def test_model_signature_with_text_and_batch_columns(clinical, batch_pipeline):
     assert inputs["clinical:age"].type.name == "double"
     assert inputs["sample_id"].type.name == "string"
     assert all(not c.required for c in inputs.values())
-    assert sum(c.type.name == "string" for c in inputs.values()) == 2
+    assert sum(c.type.name == "string" for c in inputs.values()) == 3  # ids and the stage
     signature = model_signature(batch_pipeline["pipeline"]).inputs.inputs
     names = [c.name for c in signature]
     assert names[-1] == "run"

@@ -55,7 +55,7 @@ def test_if_better_respects_metric_direction(metric, new, champion, expected):
 
 
 def test_if_better_unknown_metric_raises():
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="accuracy_typo"):
         promotion_decision("if_better", "accuracy_typo", 0.5, 0.4)
 
 

@@ -70,8 +70,7 @@ def test_train_final_uses_frozen_development_normalisers(prepared) -> None:
         model_dir=tmp / "final",
         predictions_out=tmp / "holdout.parquet",
         metrics_out=tmp / "holdout.json",
-        confusion_png=tmp / "c.png",
-        roc_png=tmp / "r.png",
+        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png"},
     )
     state = json.loads((tmp / "final/state.json").read_text())
     assert [m["name"] for m in state["modalities"]] == ["mrna", "mirna", "protein", "rnaseq"]
@@ -91,7 +90,12 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
     pipeline = OmicsPipeline.load(tmp / "final")
     signature = model_signature(pipeline)
     assert all(not col.required for col in signature.inputs.inputs)
-    assert [c.name for c in signature.inputs.inputs] == ["sample_id", *pipeline.input_columns]
+    assert [c.name for c in signature.inputs.inputs] == [
+        "sample_id",
+        "subject_id",
+        "visit_time",
+        *pipeline.input_columns,
+    ]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = mlflow.create_experiment(
         "unit", artifact_location=(tmp_path / "artifacts").as_uri()
@@ -204,8 +208,7 @@ def text_and_batch(tmp_path_factory: pytest.TempPathFactory, build_features) -> 
         model_dir=tmp / "final",
         predictions_out=tmp / "holdout.parquet",
         metrics_out=tmp / "holdout.json",
-        confusion_png=tmp / "c.png",
-        roc_png=tmp / "r.png",
+        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png"},
     )
     # the holdout patients as new raw files plus their sample sheet
     holdout = json.loads((tmp / "splits.json").read_text())["holdout"]

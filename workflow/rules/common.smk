@@ -1,3 +1,5 @@
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +11,18 @@ REPO = Path(workflow.basedir)
 ENV = "../../envs/omics_ml.yaml"
 MODALITIES = list(config["modalities"])
 FOLDS = list(range(config["split"]["n_splits"]))
+# Any config change reruns validate_inputs, and through its output every later step, so a
+# results directory never mixes steps run with different configs.
+CONFIG_HASH = hashlib.sha256(
+    json.dumps(config, sort_keys=True, default=str).encode()
+).hexdigest()
+TASK = config.get("task", "classification")
+# The plots each evaluation writes, per task (omics_ml.assess.PLOTS; a test keeps them equal).
+PLOTS = {
+    "classification": ["confusion", "roc"],
+    "survival": ["calibration", "km"],
+    "regression": ["observed"],
+}[TASK]
 
 # Jobs run through --use-conda or a cluster find the package without installing it.
 os.environ.update(

@@ -8,12 +8,7 @@ rule register_model:
         oof_predictions=rules.aggregate_folds.output.predictions,
         holdout_metrics=rules.train_final.output.metrics,
         holdout_predictions=rules.train_final.output.predictions,
-        plots=[
-            rules.aggregate_folds.output.confusion,
-            rules.aggregate_folds.output.roc,
-            rules.train_final.output.confusion,
-            rules.train_final.output.roc,
-        ],
+        plots=[*rules.aggregate_folds.output.plots, *rules.train_final.output.plots],
         state=rules.train_final.output.state,
         booster=rules.train_final.output.booster,
     output:

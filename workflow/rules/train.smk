@@ -31,8 +31,7 @@ rule train_final:
         booster="results/final/model/booster.ubj",
         predictions="results/final/holdout_predictions.parquet",
         metrics="results/evaluate/holdout_metrics.json",
-        confusion="results/evaluate/holdout_confusion.png",
-        roc="results/evaluate/holdout_roc.png",
+        plots=expand("results/evaluate/holdout_{plot}.png", plot=PLOTS),
     log:
         "logs/train_final.log",
     benchmark:
@@ -45,5 +44,6 @@ rule train_final:
         runtime=60,
     params:
         modalities=MODALITIES,
+        plot_names=PLOTS,
     script:
         "../scripts/train_final.py"

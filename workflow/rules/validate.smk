@@ -12,5 +12,7 @@ rule validate_inputs:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        config_hash=CONFIG_HASH,
     script:
         "../scripts/validate_inputs.py"

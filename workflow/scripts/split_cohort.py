@@ -14,4 +14,5 @@ write_splits(
     n_splits=config["split"]["n_splits"],
     seed=config["seed"],
     permute_labels=config["negative_control"]["permute_labels"],
+    config=config,
 )

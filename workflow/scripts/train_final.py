@@ -15,6 +15,5 @@ train_final(
     model_dir=Path(snakemake.output.state).parent,
     predictions_out=snakemake.output.predictions,
     metrics_out=snakemake.output.metrics,
-    confusion_png=snakemake.output.confusion,
-    roc_png=snakemake.output.roc,
+    plots=dict(zip(snakemake.params.plot_names, snakemake.output.plots, strict=True)),
 )
