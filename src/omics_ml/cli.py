@@ -40,22 +40,37 @@ def run_summary(results_dir: str = "results") -> str:
         f"MLflow:  {info['ui_command']}",
         f"         then open {info['ui_runs_page']}",
         f"Predict: omics-ml predict --model {info['champion_uri']} --tracking-uri {info['tracking_uri']} "
-        "--input resources/example/new_patients --output predictions.csv",
+        f"{info.get('predict_arguments', '--input DIR')} --output predictions.csv --plot plots",
     ]
     return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from omics_ml.predict import load_model, predict_files
+    from omics_ml.predict import load_model, model_metadata, read_model_inputs
 
     model = load_model(args.model, tracking_uri=args.tracking_uri)
-    predictions = predict_files(model, args.input, samples=args.samples)
+    frame = read_model_inputs(model, args.input, samples=args.samples)
+    predictions = model.predict(frame)
+    if args.plot:
+        from omics_ml.trajectory import plot_patient_trajectories
+
+        written = plot_patient_trajectories(
+            predictions, model_metadata(model), args.plot, frame=frame
+        )
+        print(f"{len(written)} per-patient plot(s) written to {args.plot}", file=sys.stderr)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         predictions.to_csv(out, index=False)
+    shown = predictions.drop(columns=[c for c in predictions if c.startswith("surv_")])
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
-        print(predictions.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if shown.shape[1] < predictions.shape[1]:
+        print(
+            f"(survival curves on {predictions.shape[1] - shown.shape[1]} grid times: the "
+            "surv_<time> columns of --output)",
+            file=sys.stderr,
+        )
     if args.output:
         print(f"\n{len(predictions)} predictions written to {args.output}", file=sys.stderr)
     return 0
@@ -107,9 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="CSV file for the predictions (also printed)")
     p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write one PNG per patient with its predicted trajectory (survival curves from "
+        "each landmark reached, future values with intervals, or class probabilities)",
+    )
+    p.add_argument(
         "--samples",
-        help="sample sheet of the new samples with their batch labels (needed when the model "
-        "corrects batch effects)",
+        help="sample sheet of the new samples: subject_id and visit_time (needed by "
+        "longitudinal models) and batch labels (needed when the model corrects batch effects)",
     )
     p.add_argument(
         "--tracking-uri",

@@ -15,7 +15,14 @@ from omics_ml.io import InputError, read_matrix
 from omics_ml.normalise import modality_frame
 from omics_ml.validate import read_sample_sheet
 
-__all__ = ["find_input_files", "load_model", "predict_files", "read_raw_inputs"]
+__all__ = [
+    "find_input_files",
+    "load_model",
+    "model_metadata",
+    "predict_files",
+    "read_model_inputs",
+    "read_raw_inputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -155,15 +162,16 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None) -> Any:
     return mlflow.pyfunc.load_model(model_uri)
 
 
-def predict_files(
+def model_metadata(model: Any) -> dict[str, Any]:
+    """The omics-ml metadata of a loaded pyfunc model (task, input contract, head)."""
+    return dict(model.metadata.metadata or {})
+
+
+def read_model_inputs(
     model: Any, inputs: Sequence[str], *, samples: str | os.PathLike[str] | None = None
 ) -> pd.DataFrame:
-    """Predict every sample found in the raw ``inputs`` with a loaded pyfunc model.
-
-    ``samples`` is the new samples' sheet, needed for the batch labels of batch-corrected
-    modalities.
-    """
-    metadata = model.metadata.metadata or {}
+    """The raw input table of the new patients in ``inputs``, read as the model was trained."""
+    metadata = model_metadata(model)
     contract = metadata.get("input_contract")
     if not contract:
         msg = "the model has no input_contract in its metadata; it was not logged by omics-ml."
@@ -172,7 +180,19 @@ def predict_files(
     absent = [m for m in contract if m not in files]
     if absent:
         logger.warning("no file for modality %s: predicting without it", ", ".join(absent))
-    frame = read_raw_inputs(
+    return read_raw_inputs(
         files, contract, samples=samples, longitudinal=bool(metadata.get("longitudinal"))
     )
-    return model.predict(frame)
+
+
+def predict_files(
+    model: Any, inputs: Sequence[str], *, samples: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Predict every patient found in the raw ``inputs`` with a loaded pyfunc model.
+
+    ``samples`` is the new samples' sheet: batch labels of batch-corrected modalities, and
+    subject ids and visit times for longitudinal models. Survival models return each
+    patient's risk at the horizons and survival curve; regression models the value with its
+    interval; longitudinal models one row per landmark the patient's visits reached.
+    """
+    return model.predict(read_model_inputs(model, inputs, samples=samples))

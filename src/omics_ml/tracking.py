@@ -176,6 +176,17 @@ def _pseudonymised_csv(path: str | os.PathLike[str], key: bytes, out: Path) -> P
     return out
 
 
+def _predict_arguments(config: Mapping[str, Any], pipeline: OmicsPipeline) -> str:
+    """``--input``/``--samples`` of the new patients bundled next to the cohort, if any."""
+    directory = Path(config["cohort"]["samples"]).parent / "new_patients"
+    if not directory.is_dir():
+        return "--input DIR" + (" --samples SHEET" if pipeline.landmarks else "")
+    arguments = f"--input {directory}"
+    if pipeline.landmarks is not None or pipeline.batch_columns:
+        arguments += f" --samples {directory / 'samples.csv'}"
+    return arguments
+
+
 def log_pipeline_run(
     *,
     config: Mapping[str, Any],
@@ -400,6 +411,7 @@ def log_pipeline_run(
         else f"open {uri}",
         "ui_runs_page": f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs",
         "backend_store": backend,
+        "predict_arguments": _predict_arguments(config, pipeline),
     }
     write_json(model_info_out, result)
     return result
