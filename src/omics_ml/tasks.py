@@ -187,7 +187,7 @@ class ClassificationHead(TaskHead):
 
     def _codes(self, outcome: Outcome) -> NDArray[np.int64]:
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted(set(outcome.label) - set(index))
+        unknown = sorted({str(v) for v in outcome.label} - set(index))
         if unknown:
             msg = f"labels {unknown} are not among the model's classes {self.classes}."
             raise ValueError(msg)

@@ -248,7 +248,8 @@ def read_outcomes(
     empty = joined.filter(pl.col("label").is_null())
     if empty.height:
         msg = (
-            f"{path}: column {outcome_column!r} is empty for {empty.height} sample(s): "
+            f"{path}: column {outcome_column!r} is empty for {empty.height} sample(s) of "
+            f"subject(s) {_listed(empty['subject_id'].unique(maintain_order=True))}: "
             f"sample_id {_listed(empty['sample_id'])} (data rows "
             f"{_listed(empty[_ROW].unique(maintain_order=True))}). Fill in the outcome or remove "
             "those samples from the sample sheet."
@@ -308,8 +309,10 @@ def _numeric_outcome(
     bad = frame.filter(parsed.is_null() | ~parsed.is_finite())
     if bad.height:
         msg = (
-            f"{path}: column {config_key!r} holds non-numeric {what} {_listed(bad[column])} for "
-            f"sample_id {_listed(bad['sample_id'])}. Write {what}s as numbers."
+            f"{path}: column {config_key!r} holds non-numeric {what} "
+            f"{_listed(bad[column].unique(maintain_order=True))} for subject(s) "
+            f"{_listed(bad['subject_id'].unique(maintain_order=True))} (sample_id "
+            f"{_listed(bad['sample_id'])}). Write {what}s as numbers."
         )
         raise InputError(msg)
     return parsed
@@ -465,10 +468,12 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
         target = _numeric_outcome(
             read, "label", path=outcomes_path, config_key=column, what="outcome value"
         )
-        # Strata for the splits: quintiles of the subject's outcome.
-        strata = target.qcut(5, labels=[f"q{k}" for k in range(1, 6)], allow_duplicates=True)
+        # Strata for the splits: quintiles of the outcome (bins closed on the right).
+        values = target.to_numpy()
+        edges = np.quantile(values, [0.2, 0.4, 0.6, 0.8])
+        strata = np.char.add("q", (np.searchsorted(edges, values) + 1).astype(str))
         outcomes = read.select("sample_id", "subject_id").with_columns(
-            target.alias("target"), strata.cast(pl.String).alias("label")
+            target.alias("target"), pl.Series("label", strata, dtype=pl.String)
         )
     else:
         outcomes = read_outcomes(

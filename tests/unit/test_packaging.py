@@ -50,3 +50,23 @@ def test_every_rule_script_is_thin() -> None:
         ]
         assert len(code) <= 25, f"{script.name} holds logic; move it into omics_ml"
         assert "log_to_file(snakemake.log[0])" in script.read_text()
+
+
+def test_workflow_plot_names_match_the_evaluation() -> None:
+    from omics_ml.assess import PLOTS
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    block = re.search(r"^PLOTS = (\{.*?\})\[TASK\]", text, re.S | re.M).group(1)
+    declared = yaml.safe_load(block)
+    assert {task: tuple(names) for task, names in declared.items()} == PLOTS
+
+
+def test_example_configs_are_valid() -> None:
+    import jsonschema
+
+    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    for name in ("config.yaml", "survival.yaml", "longitudinal.yaml", "regression.yaml"):
+        config = yaml.safe_load((REPO / "config" / name).read_text())
+        jsonschema.validate(config, schema)
+        for spec in config["modalities"].values():
+            assert (REPO / spec["path"]).is_file(), (name, spec["path"])

@@ -178,12 +178,6 @@ def test_bad_survival_outcome_names_file_ids_and_fix(tmp_path: Path, p02: str, n
         assert other not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate: with outcome_id_column subject_id, an empty or non-numeric survival time "
-    "is reported by sample_id (read_outcomes / _numeric_outcome) and never names the subject "
-    "whose row in the outcome table is wrong",
-)
 @pytest.mark.parametrize("p02", [",0", "abc,0"], ids=["missing-time", "non-numeric-time"])
 def test_bad_survival_time_names_the_subject(tmp_path: Path, p02: str):
     message = _error(_cohort(tmp_path, outcomes=_outcomes_with(p02)))
