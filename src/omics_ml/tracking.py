@@ -352,7 +352,8 @@ def log_pipeline_run(
         if metric not in holdout["metrics"]:
             msg = f"tracking.promotion_metric {metric!r} is not a {task} metric; choose one of {sorted(holdout['metrics'])}."
             raise ValueError(msg)
-        new_value = holdout["metrics"][metric]["estimate"]
+        # Compared at the precision of the version tags, where the champion's value is read.
+        new_value = float(f"{holdout['metrics'][metric]['estimate']:.6f}")
         try:
             champion = client.get_model_version_by_alias(model_name, CHAMPION)
             champion_value = float(champion.tags.get(f"holdout_{metric}", "nan"))

@@ -195,10 +195,20 @@ def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> Non
     assert np.all(oof["predicted"] <= oof["upper"])
     new = REPO / "resources/longitudinal_example/new_patients"
     out = tmp_path / "predictions.csv"
+    plots = tmp_path / "plots"
     result = _predict(
-        workdir, "--input", str(new), "--samples", str(new / "samples.csv"), "--output", str(out)
+        workdir,
+        "--input",
+        str(new),
+        "--samples",
+        str(new / "samples.csv"),
+        "--output",
+        str(out),
+        "--plot",
+        str(plots),
     )
     assert result.returncode == 0, result.stderr
     predictions = pd.read_csv(out)
     assert set(predictions["landmark"]) == {6.0}
     assert {"predicted", "lower", "upper"} <= set(predictions)
+    assert len(list(plots.glob("*.png"))) == predictions["subject_id"].nunique()
