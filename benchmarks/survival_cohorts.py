@@ -29,9 +29,15 @@ Parquet exports ``gse1992.parquet``, ``DLBCL.parquet``, ``aids.parquet`` and ``c
 
 from __future__ import annotations
 
+import os
+
+# XGBoost's OpenMP threads sleep while they wait, as in the workflow (workflow/rules/common.smk):
+# spinning threads slow training manyfold when another process shares the cores. Set before
+# xgboost loads the OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import datetime
-import os
 import platform
 import sys
 import time
@@ -61,7 +67,7 @@ from omics_ml.interval_data import split_interval_table
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 from omics_ml.regression import regression_metrics
 from omics_ml.split import survival_evaluation_times
-from omics_ml.survival import survival_at, survival_metrics
+from omics_ml.survival import BreslowBaseline, survival_at, survival_metrics
 from omics_ml.tasks import horizon_label
 
 #: XGBoost settings of the expression cohorts (those of ``config/survival.yaml``).
@@ -335,6 +341,17 @@ def outer_folds(
 ) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """Subject-grouped outer folds stratified by event, as :func:`omics_ml.split.make_splits`.
 
+    Every subject is in the test fold of exactly one split (no locked holdout is set aside).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort; its ``outcomes`` give the event label and subject of each row.
+    n_splits : int
+        Number of outer folds.
+    seed : int
+        Shuffling seed.
+
     Returns
     -------
     list of (train, test)
@@ -382,6 +399,17 @@ def run_ours(
 ) -> tuple[FoldRun, list[OmicsPipeline]]:
     """Fit the omics-ml pipeline per outer fold on its training subjects; predict its test rows.
 
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    folds : sequence of (train, test)
+        Outer folds (row indices).
+    times : mapping or None
+        Survival ``grid`` and ``horizons`` shared by every fold (survival tasks).
+    nthread : int
+        XGBoost threads.
+
     Returns
     -------
     run : FoldRun
@@ -413,9 +441,7 @@ def run_ours(
                 cohort.outcomes.iloc[train].reset_index(drop=True),
             )
         predicted["fold"] = k
-        per_fold.append(
-            point_metrics(predicted, head=pipeline.head.to_json(), reference=reference)
-        )
+        per_fold.append(point_metrics(predicted, head=pipeline.head.to_json(), reference=reference))
         frames.append(predicted)
         pipelines.append(pipeline)
         rounds.append(int(pipeline.info["n_rounds"]))
@@ -444,11 +470,36 @@ def _scaler() -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
 
 
-def _curves(functions: Sequence[Any], grid: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Step survival functions of scikit-survival read on ``grid`` (step rule)."""
+def _curves(
+    functions: Sequence[Any],
+    grid: NDArray[np.float64],
+    *,
+    train_risk: NDArray[np.float64],
+    y_train: NDArray[np.void],
+    test_risk: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], bool]:
+    """Survival curves of a scikit-survival Cox model on ``grid``, checked.
+
+    The model's step functions are read on ``grid`` by the step rule. When they are not
+    probabilities (scikit-survival's Breslow estimator forms each risk-set sum by subtracting
+    from the total, which cancels catastrophically when the linear predictors span dozens of
+    units, and then returns "survival" far above 1), the curves are recomputed from the same
+    linear predictors with a Breslow baseline that sums the risk sets directly
+    (:class:`omics_ml.survival.BreslowBaseline`).
+
+    Returns
+    -------
+    survival : ndarray of shape (n_test, len(grid))
+    recomputed : bool
+        Whether the fallback was used.
+    """
     knots = np.asarray(functions[0].x, dtype=np.float64)
     values = np.vstack([np.asarray(f.y, dtype=np.float64) for f in functions])
-    return survival_at(knots, values, grid)
+    survival = survival_at(knots, values, grid)
+    if np.isfinite(survival).all() and survival.min() >= 0.0 and survival.max() <= 1.0 + 1e-9:
+        return survival, False
+    baseline = BreslowBaseline.fit(train_risk, y_train["time"], y_train["event"])
+    return baseline.survival(test_risk, grid), True
 
 
 def tuned_coxnet(
@@ -514,8 +565,25 @@ def run_reference_survival(
     The input matrix of each fold is the one its omics-ml booster sees (preprocessing fitted on
     the fold's training subjects). Expression cohorts get :func:`tuned_coxnet`; landmark cohorts
     a Cox PH model with a small ridge penalty after median imputation and standardisation.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    folds : sequence of (train, test)
+        The outer folds of :func:`run_ours`.
+    pipelines : sequence of OmicsPipeline
+        The fold pipelines of :func:`run_ours`; their fitted preprocessing builds the input
+        matrix, their heads give the survival grid and horizons.
+    seed : int
+        Seed of the inner folds.
+
+    Returns
+    -------
+    FoldRun
+        Its seconds cover fitting and predicting, not building the input matrix.
     """
-    frames, per_fold, alphas = [], [], []
+    frames, per_fold, alphas, fallback = [], [], [], []
     seconds = 0.0
     for k, ((train, test), pipeline) in enumerate(zip(folds, pipelines, strict=True)):
         head = pipeline.head.to_json()
@@ -523,25 +591,40 @@ def run_reference_survival(
         train_meta, X_train, y_train = _design(pipeline, cohort, train)
         test_meta, X_test, y_test = _design(pipeline, cohort, test)
         start = time.perf_counter()
-        if pipeline.landmarks is None:
-            groups = train_meta["subject_id"].astype(str).to_numpy()
-            scaler, model, alpha = tuned_coxnet(X_train, y_train, groups, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence and overflow; the curves are checked
+            if pipeline.landmarks is None:
+                groups = train_meta["subject_id"].astype(str).to_numpy()
+                scaler, model, alpha = tuned_coxnet(X_train, y_train, groups, seed=seed)
+                options: dict[str, Any] = {"alpha": alpha}
+                alphas.append(alpha)
+            else:
+                scaler = _scaler().fit(X_train)
+                model = CoxPHSurvivalAnalysis(alpha=COXPH_ALPHA, ties="breslow").fit(
+                    scaler.transform(X_train), y_train
+                )
+                options = {}
             Xt = scaler.transform(X_test)
-            risk = model.predict(Xt, alpha=alpha)
-            survival = _curves(model.predict_survival_function(Xt, alpha=alpha), grid)
-            alphas.append(alpha)
-        else:
-            scaler = _scaler().fit(X_train)
-            model = CoxPHSurvivalAnalysis(alpha=COXPH_ALPHA, ties="breslow").fit(
-                scaler.transform(X_train), y_train
+            risk = model.predict(Xt, **options)
+            survival, recomputed = _curves(
+                model.predict_survival_function(Xt, **options),
+                grid,
+                train_risk=model.predict(scaler.transform(X_train), **options),
+                y_train=y_train,
+                test_risk=risk,
             )
-            Xt = scaler.transform(X_test)
-            risk = model.predict(Xt)
-            survival = _curves(model.predict_survival_function(Xt), grid)
         seconds += time.perf_counter() - start
+        if recomputed:
+            fallback.append(k + 1)
         per_fold.append(
             reference_metrics(
-                y_test["time"], y_test["event"], risk, survival, head, y_train["time"], y_train["event"]
+                y_test["time"],
+                y_test["event"],
+                risk,
+                survival,
+                head=head,
+                train_time=y_train["time"],
+                train_event=y_train["event"],
             )
         )
         part = pd.DataFrame(
@@ -555,7 +638,9 @@ def run_reference_survival(
         )
         curve = pd.DataFrame(survival, columns=[f"surv_{horizon_label(t)}" for t in grid])
         frames.append(pd.concat([part, curve], axis=1))
-    extra = {"alpha": alphas} if alphas else {}
+    extra: dict[str, list[Any]] = {"recomputed_curves": fallback}
+    if alphas:
+        extra["alpha"] = alphas
     return FoldRun(pd.concat(frames, ignore_index=True), per_fold, seconds, extra)
 
 
@@ -564,6 +649,7 @@ def reference_metrics(
     event: NDArray[Any],
     risk: NDArray[np.float64],
     survival: NDArray[np.float64],
+    *,
     head: Mapping[str, Any],
     train_time: NDArray[np.float64],
     train_event: NDArray[Any],
@@ -657,7 +743,8 @@ def machine() -> str:
         f"machine: {platform.machine()} {platform.system()}, {cores} cores, {memory_text}; "
         f"Python {platform.python_version()}, numpy {np.__version__}, xgboost "
         f"{xgboost.__version__}, scikit-survival {sksurv.__version__}, scikit-learn "
-        f"{sklearn.__version__}; {datetime.date.today().isoformat()}"
+        f"{sklearn.__version__}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"{datetime.date.today().isoformat()}"
     )
 
 
@@ -688,9 +775,9 @@ def survival_rows(
         ref_pooled["event"].to_numpy(),
         ref_pooled["risk_score"].to_numpy(np.float64),
         curve,
-        head,
-        ref_pooled["time"].to_numpy(np.float64),
-        ref_pooled["event"].to_numpy(),
+        head=head,
+        train_time=ref_pooled["time"].to_numpy(np.float64),
+        train_event=ref_pooled["event"].to_numpy(),
     )
     lower, upper = c_index_difference(ours_pooled, ref_pooled, n_bootstrap=n_bootstrap, seed=seed)
     n_rows = len(ours_pooled)
@@ -880,9 +967,9 @@ def main() -> None:
         help="folder with the SurvSet Parquet exports (gse1992, DLBCL, aids, csl)",
     )
     parser.add_argument("--top-n", type=int, default=1000, help="genes kept by variance")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--folds", type=int, default=5, help="outer folds")
+    parser.add_argument("--seed", type=int, default=42, help="seed of folds and models")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--threads", type=int, default=2, help="XGBoost threads")
     parser.add_argument("--only", nargs="*", help="cohort names to run (default: all)")
     args = parser.parse_args()
@@ -899,7 +986,9 @@ def main() -> None:
         times = evaluation_times(cohort)
         ours, pipelines = run_ours(cohort, folds, times, nthread=args.threads)
         head = pipelines[0].head.to_json()
-        facts.append(f"{cohort.name} ({cohort.task}): boosting rounds per fold {ours.extra['n_rounds']}")
+        facts.append(
+            f"{cohort.name} ({cohort.task}): boosting rounds per fold {ours.extra['n_rounds']}"
+        )
         if cohort.config["task"] == "survival":
             reference = run_reference_survival(cohort, folds, pipelines, seed=args.seed)
             rows += survival_rows(
@@ -910,9 +999,17 @@ def main() -> None:
             )
             fold_rows.append(
                 fold_row(
-                    cohort.name, cohort.reference, [m["c_index_harrell"] for m in reference.per_fold]
+                    cohort.name,
+                    cohort.reference,
+                    [m["c_index_harrell"] for m in reference.per_fold],
                 )
             )
+            if reference.extra["recomputed_curves"]:
+                facts.append(
+                    f"{cohort.name}: scikit-survival's Breslow curves of the reference were not "
+                    f"probabilities in fold(s) {reference.extra['recomputed_curves']}; recomputed "
+                    "there from its linear predictors with omics_ml.survival.BreslowBaseline"
+                )
             if "alpha" in reference.extra:
                 chosen = ", ".join(f"{a:.3g}" for a in reference.extra["alpha"])
                 facts.append(f"{cohort.name}: Coxnet alpha per fold {chosen}")
