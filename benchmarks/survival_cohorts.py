@@ -79,6 +79,8 @@ EXPRESSION_MODEL: dict[str, Any] = {
     "subsample": 0.8,
     "colsample_bytree": 0.3,
     "max_bin": 64,
+    "inner_cv_folds": 5,
+    "early_stopping_rounds": 50,
 }
 #: XGBoost settings of the longitudinal cohorts (those of ``config/longitudinal.yaml``).
 LONGITUDINAL_MODEL: dict[str, Any] = {
@@ -89,6 +91,8 @@ LONGITUDINAL_MODEL: dict[str, Any] = {
     "subsample": 0.8,
     "colsample_bytree": 0.8,
     "max_bin": 64,
+    "inner_cv_folds": 5,
+    "early_stopping_rounds": 50,
 }
 COXNET_L1_RATIO = 0.5
 COXNET_N_ALPHAS = 50

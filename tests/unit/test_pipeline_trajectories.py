@@ -509,3 +509,16 @@ def test_regression_calibration_subjects_are_held_out_of_the_booster(
         pipeline.booster, features[calibration]
     )
     assert pipeline.head.quantile == conformal_quantile(residuals, alpha=0.1)
+
+
+def test_inner_cross_validation_picks_the_rounds(survival):
+    assert survival["config"]["model"]["inner_cv_folds"] == 5
+    first, second = _fit(survival), _fit(survival)
+    assert first.info["inner_cv_folds"] == 5
+    assert 1 <= first.info["n_rounds"] <= SMALL_MODEL["n_estimators"]
+    assert first.booster.save_raw() == second.booster.save_raw()  # seeded folds: deterministic
+    single = dict(survival, config={**survival["config"]})
+    single["config"]["model"] = {**survival["config"]["model"], "inner_cv_folds": None}
+    one_split = _fit(single)
+    assert "inner_cv_folds" not in one_split.info
+    assert one_split.info["n_inner_validation_rows"] > 0
