@@ -23,7 +23,6 @@ from omics_ml.evaluate import (
 )
 from omics_ml.evaluate import (
     bootstrap_metrics,
-    classification_metrics,
     plot_confusion,
     plot_roc,
     probability_matrix,
@@ -33,7 +32,6 @@ from omics_ml.regression import (
     REGRESSION_METRICS,
     bootstrap_regression_metrics,
     plot_predicted_vs_observed,
-    regression_metrics,
 )
 from omics_ml.survival import (
     SURVIVAL_METRICS,
@@ -41,7 +39,6 @@ from omics_ml.survival import (
     calibration_table,
     plot_calibration,
     plot_km_by_risk_group,
-    survival_metrics,
 )
 from omics_ml.tasks import horizon_label
 
@@ -124,24 +121,8 @@ def point_metrics(
         Survival: training rows (``time``, ``event``) for the censoring distribution; the
         predictions themselves when not given.
     """
-    task = head["task"]
-    if task == "classification":
-        classes = head["classes"]
-        return classification_metrics(
-            predictions["label"].astype(str), probability_matrix(predictions, classes), classes
-        )
-    if task == "survival":
-        data = _survival_inputs(predictions, head)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return survival_metrics(**data, **_reference(reference, predictions))
-    lower, upper = _interval_columns(predictions)
-    return regression_metrics(
-        predictions["target"].to_numpy(np.float64),
-        predictions["predicted"].to_numpy(np.float64),
-        lower,
-        upper,
-    )
+    metrics = _bootstrap(predictions, head, reference, n_bootstrap=0, confidence_level=0.95, seed=0)
+    return {name: value["estimate"] for name, value in metrics.items()}
 
 
 def _bootstrap(

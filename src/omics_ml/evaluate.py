@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -33,6 +34,7 @@ __all__ = [
     "plot_confusion",
     "plot_roc",
     "probability_matrix",
+    "subject_bootstrap",
     "subject_resample",
 ]
 
@@ -113,23 +115,65 @@ def bootstrap_metrics(
         ``{metric: {"estimate", "lower", "upper"}}``; bounds are NaN when ``n_bootstrap`` is 0.
     """
     y = np.asarray(y_true, dtype=str)
-    point = classification_metrics(y, proba, classes)
+    return subject_bootstrap(
+        lambda idx: classification_metrics(y[idx], proba[idx], classes),
+        classification_metrics(y, proba, classes),
+        groups,
+        n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level,
+        seed=seed,
+    )
+
+
+def subject_bootstrap(
+    metrics_of: Callable[[NDArray[np.int64]], Mapping[str, float]],
+    point: Mapping[str, float],
+    groups: Sequence[str] | NDArray[Any],
+    *,
+    n_bootstrap: int,
+    confidence_level: float,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Percentile intervals of metrics from resampling whole subjects, for every task.
+
+    Parameters
+    ----------
+    metrics_of : callable
+        Metrics of the rows at the given indices (a resample).
+    point : mapping
+        The metrics of all rows (the estimates), in output order.
+    groups : sequence
+        Subject of each row; a resample draws whole subjects with replacement
+        (:func:`subject_resample`).
+    n_bootstrap, confidence_level, seed
+        Number of resamples, coverage of the interval, seed of the generator.
+
+    Returns
+    -------
+    dict
+        ``{metric: {"estimate", "lower", "upper"}}``. A resample in which a metric is undefined
+        (NaN) does not count towards its interval; bounds are NaN when ``n_bootstrap`` is 0 or
+        no resample defines the metric. Infinite draws (e.g. an unbounded interval width) keep
+        an infinite bound.
+    """
+    groups_arr = np.asarray(groups, dtype=object).reshape(-1)
+    names = list(point)
     rng = np.random.default_rng(seed)
-    groups_arr = np.asarray(groups, dtype=object)
-    draws = np.full((n_bootstrap, len(METRICS)), np.nan)
-    with warnings.catch_warnings():  # a resample may lack a class; its metrics are still defined
-        warnings.simplefilter("ignore", UserWarning)
+    draws = np.full((n_bootstrap, len(names)), np.nan)
+    with warnings.catch_warnings():  # a resample may lack a class or an event: NaN records it
+        warnings.simplefilter("ignore")
         for b in range(n_bootstrap):
-            idx = subject_resample(groups_arr, rng)
-            values = classification_metrics(y[idx], proba[idx], classes)
-            draws[b] = [values[m] for m in METRICS]
+            values = metrics_of(subject_resample(groups_arr, rng))
+            draws[b] = [values[m] for m in names]
     alpha = (1.0 - confidence_level) / 2.0
     result = {}
-    for j, name in enumerate(METRICS):
-        column = draws[:, j][np.isfinite(draws[:, j])]
-        lower, upper = (
-            np.quantile(column, [alpha, 1.0 - alpha]) if column.size else (np.nan, np.nan)
-        )
+    for j, name in enumerate(names):
+        column = draws[:, j][~np.isnan(draws[:, j])]
+        lower = upper = np.nan
+        if column.size:
+            # Linear interpolation turns inf - inf into NaN; inverted_cdf keeps an infinite bound.
+            method = "linear" if np.all(np.isfinite(column)) else "inverted_cdf"
+            lower, upper = np.quantile(column, [alpha, 1.0 - alpha], method=method)
         result[name] = {"estimate": point[name], "lower": float(lower), "upper": float(upper)}
     return result
 

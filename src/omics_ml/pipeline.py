@@ -228,7 +228,7 @@ class LandmarkSpec:
             metas.append(
                 pd.DataFrame(
                     {
-                        "sample_id": [f"{sub}@{s:g}" for sub in kept_rows.index],
+                        "sample_id": (kept_rows.index.astype(str) + f"@{s:g}").to_numpy(object),
                         "subject_id": kept_rows.index.to_numpy(dtype=object),
                         "landmark": np.full(int(keep.sum()), s),
                     }
@@ -532,7 +532,7 @@ def _split_columns(columns: Sequence[str]) -> dict[str, list[str]]:
     return by_modality
 
 
-def _boost(
+def _rounds_by_split(
     features: NDArray[np.float32],
     outcome: Outcome,
     groups: NDArray[Any],
@@ -541,19 +541,9 @@ def _boost(
     params: Mapping[str, Any],
     model: Mapping[str, Any],
     seed: int,
-) -> tuple[xgb.Booster, dict[str, Any]]:
-    """Pick the rounds by early stopping on a grouped inner split, then refit on all rows.
-
-    With ``model.inner_cv_folds`` = k, the rounds minimise the mean validation loss of a
-    subject-grouped, stratified inner k-fold cross-validation (``xgboost.cv``) instead: less
-    noisy than a single split when the training set has few subjects or events.
-    """
+) -> tuple[int, float, dict[str, Any]]:
+    """Rounds, validation score and facts of early stopping on one grouped inner split."""
     max_bin = int(params["max_bin"])
-    n_folds = model.get("inner_cv_folds")
-    if n_folds:
-        return _boost_inner_cv(
-            features, outcome, groups, head=head, params=params, model=model, seed=seed
-        )
     fit_idx, val_idx = grouped_stratified_split(
         head.strata(outcome),
         groups,
@@ -574,20 +564,11 @@ def _boost(
         early_stopping_rounds=int(model.get("early_stopping_rounds", 30)),
         verbose_eval=False,
     )
-    n_rounds = int(stopper.best_iteration) + 1
-    dall = xgb.QuantileDMatrix(features, **head.dmatrix_fields(outcome), max_bin=max_bin)
-    booster = xgb.train(dict(params), dall, num_boost_round=n_rounds, verbose_eval=False)
-    info = {
-        "n_rounds": n_rounds,
-        "inner_validation_score": float(stopper.best_score),
-        "inner_validation_metric": params["eval_metric"],
-        "n_inner_fit_rows": int(fit_idx.size),
-        "n_inner_validation_rows": int(val_idx.size),
-    }
-    return booster, info
+    facts = {"n_inner_fit_rows": int(fit_idx.size), "n_inner_validation_rows": int(val_idx.size)}
+    return int(stopper.best_iteration) + 1, float(stopper.best_score), facts
 
 
-def _boost_inner_cv(
+def _rounds_by_cv(
     features: NDArray[np.float32],
     outcome: Outcome,
     groups: NDArray[Any],
@@ -596,8 +577,8 @@ def _boost_inner_cv(
     params: Mapping[str, Any],
     model: Mapping[str, Any],
     seed: int,
-) -> tuple[xgb.Booster, dict[str, Any]]:
-    """Rounds from a grouped inner k-fold ``xgboost.cv``, then a refit on all rows."""
+) -> tuple[int, float, dict[str, Any]]:
+    """Rounds, mean validation score and facts of a grouped inner k-fold ``xgboost.cv``."""
     splitter = StratifiedGroupKFold(
         n_splits=int(model["inner_cv_folds"]), shuffle=True, random_state=seed
     )
@@ -613,19 +594,44 @@ def _boost_inner_cv(
         seed=seed,
         verbose_eval=False,
     )
-    n_rounds = len(history)
+    score = float(history[f"test-{params['eval_metric']}-mean"].iloc[-1])
+    facts = {
+        "inner_cv_folds": len(folds),
+        "n_inner_fit_rows": len(groups),
+        "n_inner_validation_rows": 0,
+    }
+    return len(history), score, facts
+
+
+def _boost(
+    features: NDArray[np.float32],
+    outcome: Outcome,
+    groups: NDArray[Any],
+    *,
+    head: TaskHead,
+    params: Mapping[str, Any],
+    model: Mapping[str, Any],
+    seed: int,
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Pick the rounds by early stopping on a grouped inner split, then refit on all rows.
+
+    With ``model.inner_cv_folds`` = k, the rounds minimise the mean validation loss of a
+    subject-grouped, stratified inner k-fold cross-validation (``xgboost.cv``) instead: less
+    noisy than a single split when the training set has few subjects or events.
+    """
+    choose = _rounds_by_cv if model.get("inner_cv_folds") else _rounds_by_split
+    n_rounds, score, facts = choose(
+        features, outcome, groups, head=head, params=params, model=model, seed=seed
+    )
     dall = xgb.QuantileDMatrix(
         features, **head.dmatrix_fields(outcome), max_bin=int(params["max_bin"])
     )
     booster = xgb.train(dict(params), dall, num_boost_round=n_rounds, verbose_eval=False)
-    score = history[f"test-{params['eval_metric']}-mean"].iloc[-1]
     info = {
         "n_rounds": n_rounds,
-        "inner_validation_score": float(score),
+        "inner_validation_score": score,
         "inner_validation_metric": params["eval_metric"],
-        "inner_cv_folds": len(folds),
-        "n_inner_fit_rows": len(groups),
-        "n_inner_validation_rows": 0,
+        **facts,
     }
     return booster, info
 

@@ -117,37 +117,39 @@ def read_raw_inputs(
         block.columns = qualified_names(modality, block.columns.tolist())
         blocks.append(block)
     frame = pd.concat(blocks, axis=1)
-    batch_columns = [s["batch_column"] for s in contract.values() if s.get("batch_column")]
-    if longitudinal:
-        if samples is None:
-            msg = "this is a longitudinal (landmark) model: give the new patients' sample sheet with --samples (columns sample_id, subject_id, visit_time)."
-            raise InputError(msg)
-        sheet = read_sample_sheet(samples).to_pandas().set_index("sample_id")
-        if "visit_time" not in sheet:
-            msg = f"{samples}: no 'visit_time' column; a longitudinal model needs the time of every visit."
-            raise InputError(msg)
-        unknown = pd.Index(sample_ids).difference(sheet.index)
-        if len(unknown):
-            msg = f"{samples}: sample(s) {unknown[:5].tolist()} of the input files are not in the sample sheet; add them with their subject_id and visit_time."
-            raise InputError(msg)
-        frame.insert(0, "visit_time", sheet["visit_time"].reindex(sample_ids).to_numpy())
-        frame.insert(0, "subject_id", sheet["subject_id"].reindex(sample_ids).to_numpy())
-    if batch_columns:
-        if samples is None:
-            logger.warning(
-                "modalities %s correct batch effects but no --samples sheet gives the batch "
-                "labels (columns %s); every sample counts as an unseen batch",
-                [m for m, s in contract.items() if s.get("batch_column")],
-                batch_columns,
-            )
-        else:
-            sheet = read_sample_sheet(samples, batch_columns=tuple(batch_columns)).to_pandas()
-            sheet = sheet.set_index("sample_id").reindex(sample_ids)
-            for column in dict.fromkeys(batch_columns):
-                if column not in sheet:
-                    msg = f"{samples}: no batch column {column!r}; add each sample's batch label (the model corrects batch effects)."
-                    raise InputError(msg)
-                frame[column] = sheet[column].to_numpy(dtype=object)
+    batch_columns = list(
+        dict.fromkeys(s["batch_column"] for s in contract.values() if s.get("batch_column"))
+    )
+    if longitudinal and samples is None:
+        msg = "this is a longitudinal (landmark) model: give the new patients' sample sheet with --samples (columns sample_id, subject_id, visit_time)."
+        raise InputError(msg)
+    if batch_columns and samples is None:
+        logger.warning(
+            "modalities %s correct batch effects but no --samples sheet gives the batch "
+            "labels (columns %s); every sample counts as an unseen batch",
+            [m for m, s in contract.items() if s.get("batch_column")],
+            batch_columns,
+        )
+    if samples is not None and (longitudinal or batch_columns):
+        sheet = read_sample_sheet(samples, batch_columns=tuple(batch_columns)).to_pandas()
+        sheet = sheet.set_index("sample_id")
+        if longitudinal:
+            if "visit_time" not in sheet:
+                msg = f"{samples}: no 'visit_time' column; a longitudinal model needs the time of every visit."
+                raise InputError(msg)
+            unknown = pd.Index(sample_ids).difference(sheet.index)
+            if len(unknown):
+                msg = f"{samples}: sample(s) {unknown[:5].tolist()} of the input files are not in the sample sheet; add them with their subject_id and visit_time."
+                raise InputError(msg)
+        sheet = sheet.reindex(sample_ids)
+        if longitudinal:
+            frame.insert(0, "visit_time", sheet["visit_time"].to_numpy())
+            frame.insert(0, "subject_id", sheet["subject_id"].to_numpy())
+        for column in batch_columns:
+            if column not in sheet:
+                msg = f"{samples}: no batch column {column!r}; add each sample's batch label (the model corrects batch effects)."
+                raise InputError(msg)
+            frame[column] = sheet[column].to_numpy(dtype=object)
     frame.insert(0, "sample_id", sample_ids)
     return frame.reset_index(drop=True)
 

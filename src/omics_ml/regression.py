@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from omics_ml.evaluate import subject_resample
+from omics_ml.evaluate import subject_bootstrap
 
 __all__ = [
     "REGRESSION_METRICS",
@@ -213,17 +213,6 @@ def regression_metrics(
     return _metrics(*_checked(y_true, predicted, lower, upper))
 
 
-def _percentile_bounds(column: NDArray[np.float64], alpha: float) -> tuple[float, float]:
-    """Percentile interval of the non-NaN bootstrap draws (infinite draws allowed)."""
-    column = column[~np.isnan(column)]
-    if column.size == 0:
-        return math.nan, math.nan
-    # Linear interpolation turns inf - inf into NaN; without it an infinite bound stays infinite.
-    method = "linear" if np.all(np.isfinite(column)) else "inverted_cdf"
-    lower, upper = np.quantile(column, [alpha, 1.0 - alpha], method=method)
-    return float(lower), float(upper)
-
-
 def bootstrap_regression_metrics(
     y_true: ArrayLike,
     predicted: ArrayLike,
@@ -262,24 +251,16 @@ def bootstrap_regression_metrics(
     if groups_arr.size != y.size:
         msg = f"y_true has {y.size} values but groups has {groups_arr.size}."
         raise ValueError(msg)
-    point = _metrics(y, pred, lo, hi)
-    rng = np.random.default_rng(seed)
-    draws = np.full((n_bootstrap, len(REGRESSION_METRICS)), np.nan)
-    for b in range(n_bootstrap):
-        idx = subject_resample(groups_arr, rng)
-        values = _metrics(
-            y[idx],
-            pred[idx],
-            None if lo is None else lo[idx],
-            None if hi is None else hi[idx],
-        )
-        draws[b] = [values[m] for m in REGRESSION_METRICS]
-    tail = (1.0 - confidence_level) / 2.0
-    result = {}
-    for j, name in enumerate(REGRESSION_METRICS):
-        low, high = _percentile_bounds(draws[:, j], tail)
-        result[name] = {"estimate": point[name], "lower": low, "upper": high}
-    return result
+    return subject_bootstrap(
+        lambda idx: _metrics(
+            y[idx], pred[idx], None if lo is None else lo[idx], None if hi is None else hi[idx]
+        ),
+        _metrics(y, pred, lo, hi),
+        groups_arr,
+        n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level,
+        seed=seed,
+    )
 
 
 def plot_predicted_vs_observed(

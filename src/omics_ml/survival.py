@@ -4,7 +4,7 @@ XGBoost's ``survival:cox`` objective outputs a log partial hazard (risk score); 
 function needs a baseline cumulative hazard, estimated here by Breslow's method
 (:class:`BreslowBaseline`). The ``survival:aft`` objective outputs the location ``mu`` of
 ``log T``; :func:`aft_survival` turns it into a survival function. Metrics come from
-scikit-survival; their bootstrap reuses :func:`omics_ml.evaluate.subject_resample` and returns the
+scikit-survival; their bootstrap reuses :func:`omics_ml.evaluate.subject_bootstrap` and returns the
 same ``{metric: {"estimate", "lower", "upper"}}`` format as
 :func:`omics_ml.evaluate.bootstrap_metrics`.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,7 +36,7 @@ from sksurv.metrics import (
 from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
-from omics_ml.evaluate import subject_resample
+from omics_ml.evaluate import subject_bootstrap
 
 __all__ = [
     "AFT_DISTRIBUTIONS",
@@ -559,24 +558,14 @@ def bootstrap_survival_metrics(  # noqa: PLR0917 - as survival_metrics
     if groups_arr.size != prepared.y_test.size:
         msg = f"groups has {groups_arr.size} entries for {prepared.y_test.size} rows."
         raise ValueError(msg)
-    point = _metrics(prepared)
-    names = list(point)
-    rng = np.random.default_rng(seed)
-    draws = np.full((n_bootstrap, len(names)), np.nan)
-    with warnings.catch_warnings():  # resamples may leave metrics undefined; NaN records that
-        warnings.simplefilter("ignore")
-        for b in range(n_bootstrap):
-            values = _metrics(prepared.take(subject_resample(groups_arr, rng)))
-            draws[b] = [values[m] for m in names]
-    alpha = (1.0 - confidence_level) / 2.0
-    result = {}
-    for j, name in enumerate(names):
-        column = draws[:, j][np.isfinite(draws[:, j])]
-        lower, upper = (
-            np.quantile(column, [alpha, 1.0 - alpha]) if column.size else (np.nan, np.nan)
-        )
-        result[name] = {"estimate": point[name], "lower": float(lower), "upper": float(upper)}
-    return result
+    return subject_bootstrap(
+        lambda idx: _metrics(prepared.take(idx)),
+        _metrics(prepared),
+        groups_arr,
+        n_bootstrap=n_bootstrap,
+        confidence_level=confidence_level,
+        seed=seed,
+    )
 
 
 def _quantile_groups(values: NDArray[np.float64], n_groups: int) -> NDArray[np.int64]:

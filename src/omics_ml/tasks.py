@@ -93,8 +93,10 @@ class Outcome:
 
     def take(self, idx: NDArray[np.int64]) -> Outcome:
         """The outcome of rows ``idx``."""
-        pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return Outcome(pick(self.label), pick(self.time), pick(self.event), pick(self.target))
+        return Outcome(
+            self.label[idx],
+            *(None if a is None else a[idx] for a in (self.time, self.event, self.target)),
+        )
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Outcome:

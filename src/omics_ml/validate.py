@@ -347,7 +347,8 @@ def _check_visits(samples: pl.DataFrame, path: Any) -> None:
 def _survival_outcome(
     config: dict[str, Any], samples: pl.DataFrame, *, id_column: str
 ) -> pl.DataFrame:
-    """``sample_id``, ``subject_id``, ``time`` (Float64) and ``event`` (Int8), checked."""
+    """``sample_id``, ``subject_id``, ``time`` (Float64), ``event`` (Int8) and ``label``
+    (``event``/``censored``), checked."""
     path = _config_value(config, "cohort", "outcomes")
     time_column = _config_value(config, "cohort", "time_column", default="time")
     event_column = _config_value(config, "cohort", "event_column", default="event")
@@ -374,7 +375,10 @@ def _survival_outcome(
         )
         raise InputError(msg)
     out = times.select("sample_id", "subject_id").with_columns(
-        time.alias("time"), event.cast(pl.Int8).alias("event")
+        time.alias("time"),
+        event.cast(pl.Int8).alias("event"),
+        # The stratum the splits balance: whether the subject had the event.
+        pl.Series("label", event.replace({"1": "event", "0": "censored"}), dtype=pl.String),
     )
     if "visit_time" in samples.columns:
         late = out.with_columns(samples["visit_time"]).filter(pl.col("visit_time") > pl.col("time"))
@@ -442,20 +446,9 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
     cohort = config.get("cohort") or {}
     if task == "survival":
         outcomes = _survival_outcome(config, samples, id_column=id_column)
-        outcomes = outcomes.with_columns(
-            pl.when(pl.col("event") == 1)
-            .then(pl.lit("event"))
-            .otherwise(pl.lit("censored"))
-            .alias("label")
-        )
     elif task == "regression" and longitudinal.get("target"):
         if cohort.get("time_column") or cohort.get("event_column"):
-            outcomes = _survival_outcome(config, samples, id_column=id_column).with_columns(
-                pl.when(pl.col("event") == 1)
-                .then(pl.lit("event"))
-                .otherwise(pl.lit("censored"))
-                .alias("label")
-            )
+            outcomes = _survival_outcome(config, samples, id_column=id_column)
         else:
             outcomes = samples.select("sample_id", "subject_id").with_columns(
                 pl.lit("all").alias("label")

@@ -8,18 +8,14 @@ held-back new patients in a fresh process.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from workflow_runner import BIN, REPO, read_json, run_workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -43,25 +39,6 @@ def _config(directory: Path, name: str, **overrides: dict) -> Path:
     return path
 
 
-def _run(workdir: Path, config: Path) -> None:
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
-        "--cores",
-        "2",
-        "--show-failed-logs",
-    ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-
-
 def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     info = json.loads((workdir / "results/register/model.json").read_text())
     cmd = [
@@ -76,32 +53,28 @@ def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def _surv_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame if c.startswith("surv_")]
 
 
 @pytest.fixture(scope="module")
-def survival_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def survivalrun_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("survival")
-    _run(workdir, _config(workdir, "survival.yaml"))
+    run_workflow(workdir, _config(workdir, "survival.yaml"))
     return workdir
 
 
 @pytest.fixture(scope="module")
-def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def landmarkrun_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("landmark")
-    _run(workdir, _config(workdir, "longitudinal.yaml"))
+    run_workflow(workdir, _config(workdir, "longitudinal.yaml"))
     return workdir
 
 
 def test_survival_metrics_plots_and_registry(survival_run: Path) -> None:
     results = survival_run / "results"
     for name in ("cv", "holdout"):
-        evaluation = _json(results / f"evaluate/{name}_metrics.json")
+        evaluation = read_json(results / f"evaluate/{name}_metrics.json")
         metrics = evaluation["metrics"]
         assert evaluation["task"] == "survival"
         for metric in ("c_index_harrell", "c_index_uno", "integrated_brier_score", "mean_auc"):
@@ -113,9 +86,9 @@ def test_survival_metrics_plots_and_registry(survival_run: Path) -> None:
         assert 0.0 <= evaluation["km_by_risk_group"]["log_rank_p"] <= 1.0
         for plot in ("calibration", "km"):
             assert (results / f"evaluate/{name}_{plot}.png").stat().st_size > 1000
-    info = _json(results / "register/model.json")
+    info = read_json(results / "register/model.json")
     assert info["serving_check_max_abs_diff"] <= 1e-6
-    state = _json(results / "final/model/state.json")
+    state = read_json(results / "final/model/state.json")
     assert state["head"]["objective"] == "cox"
     assert state["head"]["horizons"] == [12, 24, 48]
     assert len(state["head"]["baseline"]["times"]) > 10
@@ -142,7 +115,7 @@ def test_survival_predict_new_patients_with_plots(survival_run: Path, tmp_path: 
 
 def test_landmark_model_metrics_per_landmark(landmark_run: Path) -> None:
     results = landmark_run / "results"
-    cv = _json(results / "evaluate/cv_metrics.json")
+    cv = read_json(results / "evaluate/cv_metrics.json")
     assert set(cv["by_landmark"]) == {"0", "2", "6"}
     # Landmark 6 has fewer subjects at risk than landmark 0.
     assert cv["by_landmark"]["6"]["n_rows"] < cv["by_landmark"]["0"]["n_rows"]
@@ -152,7 +125,7 @@ def test_landmark_model_metrics_per_landmark(landmark_run: Path) -> None:
     assert set(oof["landmark"]) == {0.0, 2.0, 6.0}
     assert (oof["time"] > 0).all()
     assert not oof.duplicated(["subject_id", "landmark"]).any()
-    assert _json(results / "register/model.json")["serving_check_max_abs_diff"] <= 1e-6
+    assert read_json(results / "register/model.json")["serving_check_max_abs_diff"] <= 1e-6
 
 
 def test_landmark_predict_one_row_per_landmark_reached(landmark_run: Path, tmp_path: Path) -> None:
@@ -184,10 +157,10 @@ def test_landmark_predict_one_row_per_landmark_reached(landmark_run: Path, tmp_p
 
 def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> None:
     workdir = tmp_path / "regression"
-    _run(workdir, _config(workdir, "regression.yaml"))
+    run_workflow(workdir, _config(workdir, "regression.yaml"))
     results = workdir / "results"
     for name in ("cv", "holdout"):
-        metrics = _json(results / f"evaluate/{name}_metrics.json")["metrics"]
+        metrics = read_json(results / f"evaluate/{name}_metrics.json")["metrics"]
         assert metrics["r2"]["estimate"] > 0.4  # CD4 at 6 months predicts CD4 at 12 months
         assert 0.75 <= metrics["interval_coverage"]["estimate"] <= 1.0
     oof = pd.read_parquet(results / "evaluate/oof_predictions.parquet")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +10,9 @@ import pandas as pd
 import polars as pl
 import pytest
 import yaml
+from workflow_runner import BIN, REPO, read_json, run_workflow
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "resources" / "example"
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.e2e
 
@@ -34,33 +30,6 @@ def write_config(directory: Path, *, data: Path = EXAMPLE, **overrides: dict) ->
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def run_workflow(
-    workdir: Path, config: Path, *targets: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
-        "--cores",
-        "2",
-        "--show-failed-logs",
-        *targets,
-    ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, check=False)
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")
