@@ -58,14 +58,14 @@ def _surv_columns(frame: pd.DataFrame) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def survivalrun_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def survival_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("survival")
     run_workflow(workdir, _config(workdir, "survival.yaml"))
     return workdir
 
 
 @pytest.fixture(scope="module")
-def landmarkrun_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("landmark")
     run_workflow(workdir, _config(workdir, "longitudinal.yaml"))
     return workdir
