@@ -976,6 +976,13 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--threads", type=int, default=2, help="XGBoost threads")
     parser.add_argument("--only", nargs="*", help="cohort names to run (default: all)")
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="nested tuning of omics-ml with this many trials per fold (0: configured parameters)",
+    )
     args = parser.parse_args()
 
     rows: list[list[str]] = []
@@ -986,6 +993,8 @@ def main() -> None:
         if args.only and cohort.name not in args.only:
             continue
         print(f"running {cohort.name}: {cohort.task}", file=sys.stderr, flush=True)
+        if args.tune:
+            cohort.config["tuning"] = {"enabled": True, "n_trials": args.tune, "inner_cv_folds": 3}
         folds = outer_folds(cohort, n_splits=args.folds, seed=args.seed)
         times = evaluation_times(cohort)
         ours, pipelines = run_ours(cohort, folds, times, nthread=args.threads)

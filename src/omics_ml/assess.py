@@ -18,6 +18,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from omics_ml.calibration import (
+    brier_score,
+    expected_calibration_error,
+    plot_reliability,
+    reliability_table,
+)
 from omics_ml.evaluate import (
     METRICS as CLASSIFICATION_METRICS,
 )
@@ -40,13 +46,14 @@ from omics_ml.survival import (
     plot_calibration,
     plot_km_by_risk_group,
 )
-from omics_ml.tasks import horizon_label
+from omics_ml.tasks import UNCALIBRATED_PREFIX, horizon_label
 
 __all__ = [
     "PLOTS",
     "aggregate_folds",
     "evaluate_predictions",
     "higher_is_better",
+    "metrics_with_intervals",
     "point_metrics",
 ]
 
@@ -54,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 #: Plots written for each task, by name.
 PLOTS: dict[str, tuple[str, ...]] = {
-    "classification": ("confusion", "roc"),
+    "classification": ("confusion", "roc", "reliability"),
     "survival": ("calibration", "km"),
     "regression": ("observed",),
 }
@@ -121,19 +128,39 @@ def point_metrics(
         Survival: training rows (``time``, ``event``) for the censoring distribution; the
         predictions themselves when not given.
     """
-    metrics = _bootstrap(predictions, head, reference, n_bootstrap=0, confidence_level=0.95, seed=0)
+    metrics = metrics_with_intervals(
+        predictions, head=head, reference=reference, n_bootstrap=0, confidence_level=0.95, seed=0
+    )
     return {name: value["estimate"] for name, value in metrics.items()}
 
 
-def _bootstrap(
+def metrics_with_intervals(
     predictions: pd.DataFrame,
-    head: Mapping[str, Any],
-    reference: pd.DataFrame | None,
     *,
+    head: Mapping[str, Any],
+    reference: pd.DataFrame | None = None,
     n_bootstrap: int,
     confidence_level: float,
     seed: int,
 ) -> dict[str, dict[str, float]]:
+    """The task's metrics of a predictions table with subject-bootstrap percentile intervals.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        ``subject_id``, the task's prediction columns and outcome columns.
+    head : mapping
+        The model's frozen task head (``TaskHead.to_json()``).
+    reference : pandas.DataFrame, optional
+        Survival: rows whose ``time``/``event`` estimate the censoring distribution.
+    n_bootstrap, confidence_level, seed
+        Subject bootstrap (``n_bootstrap`` 0: no intervals, bounds NaN).
+
+    Returns
+    -------
+    dict
+        ``{metric: {"estimate", "lower", "upper"}}``.
+    """
     groups = predictions["subject_id"].astype(str).to_numpy()
     common = {
         "groups": groups,
@@ -186,13 +213,17 @@ def _plot(
             plots["confusion"],
             title=title,
         )
-        plot_roc(
-            predictions["label"],
-            probability_matrix(predictions, classes),
-            classes,
-            plots["roc"],
-            title=title,
+        proba = probability_matrix(predictions, classes)
+        plot_roc(predictions["label"], proba, classes, plots["roc"], title=title)
+        codes = pd.Categorical(predictions["label"].astype(str), categories=classes).codes
+        table = reliability_table(codes, proba, classes)
+        uncalibrated = None
+        if _has_uncalibrated(predictions, classes):
+            uncalibrated = reliability_table(codes, _uncalibrated(predictions, classes), classes)
+        plot_reliability(
+            table, plots["reliability"], title=f"{title}: reliability", uncalibrated=uncalibrated
         )
+        shown["reliability"] = table.to_dict(orient="records")
     elif task == "survival":
         data = _survival_inputs(predictions, head)
         horizons = data["horizons"]
@@ -220,6 +251,32 @@ def _plot(
             title=title,
         )
     return shown
+
+
+def _has_uncalibrated(predictions: pd.DataFrame, classes: Sequence[str]) -> bool:
+    return all(f"{UNCALIBRATED_PREFIX}{c}" in predictions for c in classes)
+
+
+def _uncalibrated(predictions: pd.DataFrame, classes: Sequence[str]) -> NDArray[np.float64]:
+    return predictions[[f"{UNCALIBRATED_PREFIX}{c}" for c in classes]].to_numpy(np.float64)
+
+
+def _calibration_effect(predictions: pd.DataFrame, head: Mapping[str, Any]) -> dict[str, Any]:
+    """Brier score and ECE before and after the frozen calibration map (classification)."""
+    classes = head.get("classes", [])
+    if head["task"] != "classification" or not _has_uncalibrated(predictions, classes):
+        return {}
+    codes = pd.Categorical(predictions["label"].astype(str), categories=classes).codes
+    before, after = _uncalibrated(predictions, classes), probability_matrix(predictions, classes)
+    return {
+        "calibration": {
+            "method": (head.get("calibration") or {}).get("method"),
+            "brier_score_uncalibrated": brier_score(codes, before),
+            "brier_score_calibrated": brier_score(codes, after),
+            "ece_uncalibrated": expected_calibration_error(codes, before),
+            "ece_calibrated": expected_calibration_error(codes, after),
+        }
+    }
 
 
 def _by_landmark(
@@ -308,10 +365,10 @@ def evaluate_predictions(
         What was written: ``metrics`` (``{name: {estimate, lower, upper}}``),
         ``by_landmark`` (point metrics per landmark), counts and the plots' numbers.
     """
-    metrics = _bootstrap(
+    metrics = metrics_with_intervals(
         predictions,
-        head,
-        reference,
+        head=head,
+        reference=reference,
         n_bootstrap=n_bootstrap,
         confidence_level=confidence_level,
         seed=seed,
@@ -326,6 +383,7 @@ def evaluate_predictions(
         "n_bootstrap": n_bootstrap,
         "metrics": metrics,
         "by_landmark": _by_landmark(predictions, head, reference),
+        **_calibration_effect(predictions, head),
         **_plot(predictions, head, plots, title=title),
         **(extra or {}),
     }

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omics_ml import __version__
 from omics_ml.io import InputError, read_json
@@ -73,7 +74,32 @@ def _predict(args: argparse.Namespace) -> int:
         )
     if args.output:
         print(f"\n{len(predictions)} predictions written to {args.output}", file=sys.stderr)
+    if args.explain:
+        _explain(model, frame, top=args.explain, output=args.output)
     return 0
+
+
+def _explain(model: Any, frame: Any, *, top: int, output: str | None) -> None:
+    """Print (and next to --output, write) each patient's top SHAP contributions."""
+    pipeline = model.unwrap_python_model().pipeline
+    contributions = pipeline.explain(frame, top=top)
+    modalities = pipeline.explain_modalities(frame)
+    print(
+        f"\nTop {top} SHAP contributions per patient (units: the model's margin, e.g. "
+        "log-odds or log hazard):"
+    )
+    print(contributions.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nContribution per modality:")
+    print(modalities.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if output:
+        out = Path(output)
+        for name, table in (
+            ("explanations", contributions),
+            ("modality_contributions", modalities),
+        ):
+            path = out.with_name(f"{out.stem}_{name}.csv")
+            table.to_csv(path, index=False)
+            print(f"{name.replace('_', ' ')} written to {path}", file=sys.stderr)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -126,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write one PNG per patient with its predicted trajectory (survival curves from "
         "each landmark reached, future values with intervals, or class probabilities)",
+    )
+    p.add_argument(
+        "--explain",
+        type=int,
+        metavar="K",
+        default=None,
+        help="also give each patient's K largest SHAP contributions (features) and the "
+        "contribution of every modality (written next to --output as *_explanations.csv and "
+        "*_modality_contributions.csv)",
     )
     p.add_argument(
         "--samples",

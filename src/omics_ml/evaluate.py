@@ -27,6 +27,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from omics_ml.calibration import brier_score, expected_calibration_error
+
 __all__ = [
     "METRICS",
     "bootstrap_metrics",
@@ -46,6 +48,8 @@ METRICS: dict[str, bool] = {
     "macro_f1": True,
     "roc_auc_ovr": True,
     "log_loss": False,
+    "brier_score": False,
+    "ece": False,
 }
 
 
@@ -57,7 +61,8 @@ def probability_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> NDA
 def classification_metrics(
     y_true: Sequence[str], proba: NDArray[np.float64], classes: Sequence[str]
 ) -> dict[str, float]:
-    """Balanced accuracy, macro F1, one-vs-rest ROC AUC (macro) and log loss (scikit-learn).
+    """Balanced accuracy, macro F1, one-vs-rest ROC AUC (macro), log loss (scikit-learn), Brier
+    score and top-label expected calibration error (10 bins; :mod:`omics_ml.calibration`).
 
     ROC AUC is NaN when ``y_true`` holds fewer than two classes.
     """
@@ -72,6 +77,8 @@ def classification_metrics(
         "balanced_accuracy": float(balanced_accuracy_score(y_idx, pred)),
         "macro_f1": float(f1_score(y_idx, pred, average="macro", labels=present)),
         "log_loss": float(log_loss(y_idx, proba, labels=np.arange(len(classes)))),
+        "brier_score": brier_score(y_idx, proba),
+        "ece": expected_calibration_error(y_idx, proba),
     }
     if present.size < 2:
         out["roc_auc_ovr"] = float("nan")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +20,22 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from numpy.typing import NDArray
-from sklearn.model_selection import StratifiedGroupKFold
 
+from omics_ml.calibration import ProbabilityCalibrator
+from omics_ml.explain import (
+    modality_contributions,
+    select_output,
+    shap_contributions,
+    top_contributions,
+)
 from omics_ml.integrate import FEATURE_SEPARATOR, qualified_names
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.longitudinal import future_values, landmark_features
 from omics_ml.normalise import ModalityNormaliser, normaliser_from_spec
+from omics_ml.selection import FeatureSelection
 from omics_ml.split import grouped_stratified_split
 from omics_ml.tasks import (
+    UNCALIBRATED_PREFIX,
     ClassificationHead,
     Outcome,
     RegressionHead,
@@ -37,6 +44,7 @@ from omics_ml.tasks import (
     head_from_config,
     head_from_json,
 )
+from omics_ml.tuning import grouped_folds, search_space, tune_xgboost
 
 __all__ = [
     "BOOSTER_FILE",
@@ -51,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 BOOSTER_FILE = "booster.ubj"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def xgboost_params(
@@ -267,8 +275,12 @@ class OmicsPipeline:
         The fitted booster; its feature ``i`` is ``feature_names[i]``.
     landmarks : LandmarkSpec or None
         Landmark design of a longitudinal model.
+    selection : FeatureSelection or None
+        Supervised in-fold feature selection of the design columns (fitted on the training
+        rows); None keeps every column.
     info : dict
-        Training facts (rounds, early-stopping score, sample counts), stored with the state.
+        Training facts (rounds, early-stopping score, tuning, sample counts), stored with the
+        state.
     """
 
     head: TaskHead
@@ -276,6 +288,7 @@ class OmicsPipeline:
     normalisers: dict[str, ModalityNormaliser]
     booster: xgb.Booster
     landmarks: LandmarkSpec | None = None
+    selection: FeatureSelection | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -297,11 +310,18 @@ class OmicsPipeline:
         return names
 
     @property
-    def feature_names(self) -> list[str]:
-        """Names of the features the booster sees (landmark summaries for longitudinal models)."""
+    def design_feature_names(self) -> list[str]:
+        """Names of the design columns before selection (landmark summaries for longitudinal models)."""
         if self.landmarks is None:
             return self.normalised_feature_names
-        return list(self.info.get("feature_names", []))
+        return list(self.info.get("design_feature_names", []))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the features the booster sees: the design columns the selection kept."""
+        if self.selection is None:
+            return self.design_feature_names
+        return self.selection.kept_columns
 
     @property
     def input_columns(self) -> list[str]:
@@ -406,11 +426,77 @@ class OmicsPipeline:
         return meta, features, self.normalised_feature_names, outcome
 
     def design(
-        self, frame: pd.DataFrame, outcomes: pd.DataFrame | None = None
+        self, frame: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, select: bool = True
     ) -> tuple[pd.DataFrame, NDArray[np.float32], Outcome | None]:
-        """Row metadata, features and (given ``outcomes``) outcome of a raw input table."""
+        """Row metadata, features and (given ``outcomes``) outcome of a raw input table.
+
+        With ``select`` (default) the features are the booster's (after feature selection);
+        without, every design column (:attr:`design_feature_names`).
+        """
         meta, values, _, outcome = self.rows(self.transform(frame), frame, outcomes)
+        if select and self.selection is not None:
+            values = self.selection.transform(values)
         return meta, values, outcome
+
+    def explain(self, frame: pd.DataFrame, *, top: int = 10) -> pd.DataFrame:
+        """Each row's largest SHAP contributions (XGBoost ``pred_contribs``) to its prediction.
+
+        Contributions are in the booster's margin space: log-odds of the predicted class
+        (classification), log hazard (Cox), log time (AFT) or the value (regression).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Raw input table, as for :meth:`predict_frame`.
+        top : int
+            Contributions per row, largest absolute value first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Long table: ``sample_id``, ``rank``, ``feature``, ``modality``, ``value`` (the
+            normalised value the booster saw), ``contribution``; classification adds
+            ``explained_class``.
+        """
+        meta, features, contribs, explained = self._contributions(frame)
+        table = top_contributions(
+            contribs, features, self.feature_names, meta["sample_id"].tolist(), top=top
+        )
+        if explained is not None:
+            per_row = pd.Series(explained, index=meta["sample_id"].to_numpy())
+            table.insert(1, "explained_class", per_row.reindex(table["sample_id"]).to_numpy())
+        return table
+
+    def explain_modalities(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Each row's SHAP contribution summed per modality, plus the bias (sums to the margin).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``sample_id``, ``explained_class`` (classification), one column per modality and
+            ``bias``.
+        """
+        meta, _, contribs, explained = self._contributions(frame)
+        table = modality_contributions(contribs, self.feature_names)
+        if explained is not None:
+            table.insert(0, "explained_class", explained)
+        table.insert(0, "sample_id", meta["sample_id"].to_numpy())
+        return table
+
+    def _contributions(
+        self, frame: pd.DataFrame
+    ) -> tuple[pd.DataFrame, NDArray[np.float32], NDArray[np.float32], NDArray[np.object_] | None]:
+        """Rows, features, 2-D SHAP contributions and the explained class of each row."""
+        meta, features, _ = self.design(frame)
+        contribs = shap_contributions(self.booster, features)
+        if not isinstance(self.head, ClassificationHead):
+            return meta, features, contribs, None
+        if contribs.ndim == 3:  # multiclass: each row's predicted class
+            index = self.head.predict_proba(self.booster, features).argmax(axis=1)
+            contribs = select_output(contribs, index)
+        else:  # binary: the margin is the log-odds of the second class
+            index = np.ones(len(meta), dtype=np.int64)
+        return meta, features, contribs, np.asarray(self.classes, dtype=object)[index]
 
     def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Class probabilities of shape (n_rows, n_classes) (classification models)."""
@@ -460,10 +546,13 @@ class OmicsPipeline:
         """Predictions of rows with known outcome, with ``subject_id`` and the outcome columns."""
         meta, features, outcome = self.design(frame, outcomes)
         assert outcome is not None
-        out = pd.concat(
-            [meta, self.head.predict(self.booster, features), pd.DataFrame(outcome.columns())],
-            axis=1,
-        )
+        parts = [meta, self.head.predict(self.booster, features)]
+        if isinstance(self.head, ClassificationHead) and self.head.calibrator is not None:
+            raw = self.head.uncalibrated_proba(self.booster, features)
+            parts.append(
+                pd.DataFrame(raw, columns=[f"{UNCALIBRATED_PREFIX}{c}" for c in self.classes])
+            )
+        out = pd.concat([*parts, pd.DataFrame(outcome.columns())], axis=1)
         if "subject_id" not in out:
             out.insert(1, "subject_id", outcomes["subject_id"].astype(str).to_numpy())
         return out
@@ -488,6 +577,7 @@ class OmicsPipeline:
             "head": self.head.to_json(),
             "classes": self.classes,
             "landmarks": None if self.landmarks is None else self.landmarks.to_json(),
+            "selection": None if self.selection is None else self.selection.to_json(),
             "modalities": [
                 {"name": m, "input_features": self.inputs[m], "normaliser": n.to_json()}
                 for m, n in self.normalisers.items()
@@ -510,6 +600,7 @@ class OmicsPipeline:
         booster = xgb.Booster()
         booster.load_model(directory / BOOSTER_FILE)
         landmarks = state.get("landmarks")
+        selection = state.get("selection")
         return cls(
             head=head_from_json(state["head"]),
             inputs={m["name"]: list(m["input_features"]) for m in state["modalities"]},
@@ -519,6 +610,7 @@ class OmicsPipeline:
             },
             booster=booster,
             landmarks=None if landmarks is None else LandmarkSpec.from_json(landmarks),
+            selection=None if selection is None else FeatureSelection.from_json(selection),
             info=state.get("info", {}),
         )
 
@@ -579,12 +671,9 @@ def _rounds_by_cv(
     seed: int,
 ) -> tuple[int, float, dict[str, Any]]:
     """Rounds, mean validation score and facts of a grouped inner k-fold ``xgboost.cv``."""
-    splitter = StratifiedGroupKFold(
-        n_splits=int(model["inner_cv_folds"]), shuffle=True, random_state=seed
+    folds = grouped_folds(
+        head.strata(outcome), groups, n_splits=int(model["inner_cv_folds"]), seed=seed
     )
-    with warnings.catch_warnings():  # few subjects: stratification is best effort
-        warnings.simplefilter("ignore", UserWarning)
-        folds = list(splitter.split(np.zeros(len(groups)), head.strata(outcome), groups))
     history = xgb.cv(
         dict(params),
         xgb.DMatrix(features, **head.dmatrix_fields(outcome)),
@@ -603,6 +692,41 @@ def _rounds_by_cv(
     return len(history), score, facts
 
 
+def _rounds_by_tuning(
+    features: NDArray[np.float32],
+    outcome: Outcome,
+    groups: NDArray[Any],
+    *,
+    head: TaskHead,
+    params: Mapping[str, Any],
+    model: Mapping[str, Any],
+    tuning: Mapping[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], int, float, dict[str, Any]]:
+    """Tuned parameters, rounds, inner score and facts of a seeded search (:mod:`omics_ml.tuning`)."""
+    folds = grouped_folds(
+        head.strata(outcome), groups, n_splits=int(tuning.get("inner_cv_folds", 3)), seed=seed
+    )
+    result = tune_xgboost(
+        xgb.DMatrix(features, **head.dmatrix_fields(outcome)),
+        folds,
+        params=params,
+        n_estimators=int(model.get("n_estimators", 500)),
+        early_stopping_rounds=int(model.get("early_stopping_rounds", 30)),
+        n_trials=int(tuning.get("n_trials", 20)),
+        timeout_s=tuning.get("timeout_s"),
+        space=search_space(tuning.get("search_space")),
+        seed=seed,
+    )
+    facts = {
+        "inner_cv_folds": len(folds),
+        "n_inner_fit_rows": len(groups),
+        "n_inner_validation_rows": 0,
+        "tuning": result.to_json(),
+    }
+    return {**params, **result.params}, result.n_rounds, result.score, facts
+
+
 def _boost(
     features: NDArray[np.float32],
     outcome: Outcome,
@@ -611,29 +735,96 @@ def _boost(
     head: TaskHead,
     params: Mapping[str, Any],
     model: Mapping[str, Any],
+    tuning: Mapping[str, Any] | None,
     seed: int,
-) -> tuple[xgb.Booster, dict[str, Any]]:
-    """Pick the rounds by early stopping on a grouped inner split, then refit on all rows.
+) -> tuple[xgb.Booster, dict[str, Any], dict[str, Any]]:
+    """Choose parameters and rounds on the training rows, then refit on all of them.
 
-    With ``model.inner_cv_folds`` = k, the rounds minimise the mean validation loss of a
-    subject-grouped, stratified inner k-fold cross-validation (``xgboost.cv``) instead: less
-    noisy than a single split when the training set has few subjects or events.
+    With ``tuning.enabled`` a seeded search scores each candidate by subject-grouped inner
+    k-fold CV with early stopping; otherwise the configured parameters are used and the rounds
+    come from early stopping on one grouped inner split or, with ``model.inner_cv_folds`` = k,
+    from a grouped inner k-fold ``xgboost.cv`` (less noisy with few subjects or events).
+
+    Returns
+    -------
+    booster, info, params
+        The refitted booster, training facts and the parameters it was trained with.
     """
-    choose = _rounds_by_cv if model.get("inner_cv_folds") else _rounds_by_split
-    n_rounds, score, facts = choose(
-        features, outcome, groups, head=head, params=params, model=model, seed=seed
-    )
-    dall = xgb.QuantileDMatrix(
-        features, **head.dmatrix_fields(outcome), max_bin=int(params["max_bin"])
-    )
-    booster = xgb.train(dict(params), dall, num_boost_round=n_rounds, verbose_eval=False)
+    if tuning and tuning.get("enabled"):
+        params, n_rounds, score, facts = _rounds_by_tuning(
+            features,
+            outcome,
+            groups,
+            head=head,
+            params=params,
+            model=model,
+            tuning=tuning,
+            seed=seed,
+        )
+    else:
+        choose = _rounds_by_cv if model.get("inner_cv_folds") else _rounds_by_split
+        n_rounds, score, facts = choose(
+            features, outcome, groups, head=head, params=params, model=model, seed=seed
+        )
+    booster = _train(features, outcome, head=head, params=params, n_rounds=n_rounds)
     info = {
         "n_rounds": n_rounds,
         "inner_validation_score": score,
         "inner_validation_metric": params["eval_metric"],
         **facts,
     }
-    return booster, info
+    return booster, info, dict(params)
+
+
+def _train(
+    features: NDArray[np.float32],
+    outcome: Outcome,
+    *,
+    head: TaskHead,
+    params: Mapping[str, Any],
+    n_rounds: int,
+) -> xgb.Booster:
+    dall = xgb.QuantileDMatrix(
+        features, **head.dmatrix_fields(outcome), max_bin=int(params["max_bin"])
+    )
+    return xgb.train(dict(params), dall, num_boost_round=n_rounds, verbose_eval=False)
+
+
+def _fit_calibration(
+    features: NDArray[np.float32],
+    outcome: Outcome,
+    groups: NDArray[Any],
+    *,
+    head: ClassificationHead,
+    params: Mapping[str, Any],
+    n_rounds: int,
+    method: str,
+    n_folds: int,
+    seed: int,
+) -> tuple[ProbabilityCalibrator, dict[str, Any]]:
+    """Calibration map fitted on inner out-of-fold probabilities of the training rows.
+
+    Each grouped inner fold trains a booster with the chosen parameters and rounds on the
+    other folds' subjects and predicts its own; the map is fitted on those held-out
+    probabilities only, so no row calibrates a model that trained on it.
+    """
+    folds = grouped_folds(head.strata(outcome), groups, n_splits=n_folds, seed=seed + 2)
+    held_out = np.zeros((len(groups), len(head.classes)), dtype=np.float64)
+    for fit_idx, val_idx in folds:
+        booster = _train(
+            features[fit_idx], outcome.take(fit_idx), head=head, params=params, n_rounds=n_rounds
+        )
+        held_out[val_idx] = head.uncalibrated_proba(booster, features[val_idx])
+    calibrator = ProbabilityCalibrator(method).fit(held_out, head.codes(outcome))
+    return calibrator, {"method": method, "inner_cv_folds": len(folds), "n_rows": len(groups)}
+
+
+def _selection_specs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        m: dict(spec["selection"])
+        for m, spec in config["modalities"].items()
+        if isinstance(spec, Mapping) and spec.get("selection")
+    }
 
 
 def fit_pipeline(
@@ -744,30 +935,64 @@ def fit_pipeline(
     )
     head.prepare(outcome)
     params = xgboost_params(model, head=head, seed=seed, nthread=nthread)
-    info: dict[str, Any] = {}
+    tuning = config.get("tuning") or {}
+    calibration = (config.get("calibration") or {}).get("method", "none")
+    specs = _selection_specs(config)
+    design_names = list(feature_names)
+    fit_rows = np.arange(features.shape[0])
+    calibration_rows = None
     if isinstance(head, RegressionHead):
-        # Split conformal: the served booster never sees the calibration subjects.
-        proper, calibration = grouped_stratified_split(
+        # Split conformal: neither selection, tuning nor the served booster sees the
+        # calibration subjects.
+        fit_rows, calibration_rows = grouped_stratified_split(
             head.strata(outcome), groups, fraction=head.calibration_fraction, seed=seed + 1
         )
-        booster, info = _boost(
-            features[proper],
-            outcome.take(proper),
-            groups[proper],
+    fit_outcome = outcome.take(fit_rows)
+    selection = None
+    if specs:
+        selection = FeatureSelection.fit(
+            features[fit_rows],
+            design_names,
+            fit_outcome,
+            task=head.task,
+            specs=specs,
+            dmatrix_fields=head.dmatrix_fields(fit_outcome),
+            params=params,
+        )
+        features = selection.transform(features)
+    booster, info, params = _boost(
+        features[fit_rows],
+        fit_outcome,
+        groups[fit_rows],
+        head=head,
+        params=params,
+        model=model,
+        tuning=tuning,
+        seed=seed,
+    )
+    if calibration_rows is not None:
+        assert isinstance(head, RegressionHead)
+        head.calibrate(
+            TaskHead.margin(booster, features[calibration_rows]),
+            np.asarray(outcome.target)[calibration_rows],
+        )
+        info["n_calibration_rows"] = int(calibration_rows.size)
+    else:
+        head.fit_extras(booster, features, outcome)
+    if isinstance(head, ClassificationHead) and calibration != "none":
+        head.calibrator, info["calibration"] = _fit_calibration(
+            features,
+            outcome,
+            groups,
             head=head,
             params=params,
-            model=model,
+            n_rounds=info["n_rounds"],
+            method=calibration,
+            n_folds=int((config.get("calibration") or {}).get("inner_cv_folds", 5)),
             seed=seed,
         )
-        head.calibrate(
-            TaskHead.margin(booster, features[calibration]), np.asarray(outcome.target)[calibration]
-        )
-        info["n_calibration_rows"] = int(calibration.size)
-    else:
-        booster, info = _boost(
-            features, outcome, groups, head=head, params=params, model=model, seed=seed
-        )
-        head.fit_extras(booster, features, outcome)
+    if selection is not None:
+        info["selection"] = selection.summary()
     info.update(
         {
             "n_training_rows": int(features.shape[0]),
@@ -778,7 +1003,7 @@ def fit_pipeline(
         }
     )
     if landmarks is not None:
-        info["feature_names"] = feature_names
+        info["design_feature_names"] = design_names
     logger.info(
         "fitted %s on %d rows x %d features, %d rounds (inner %s %.4f)",
         head.task,
@@ -789,5 +1014,6 @@ def fit_pipeline(
         info["inner_validation_score"],
     )
     pipeline.booster = booster
+    pipeline.selection = selection
     pipeline.info = info
     return pipeline

@@ -115,6 +115,173 @@ def _risk_group_notes(*evaluations: Mapping[str, Any]) -> list[str]:
     return notes
 
 
+def _interval(value: Mapping[str, float]) -> str:
+    return f"{value['estimate']:.3f} [{value['lower']:.3f}, {value['upper']:.3f}]"
+
+
+def _comparison_section(
+    comparison: Mapping[str, Any], images: Mapping[str, str | os.PathLike[str]]
+) -> list[str]:
+    metric = comparison["primary_metric"]
+    chance = comparison.get("chance")
+    rows = [[name, _interval(scores[metric])] for name, scores in comparison["models"].items()]
+    if chance is not None:
+        rows.append(["chance level", f"{chance:.3f}"])
+    parts = [
+        "<h2>Pipeline, linear baseline and negative control (same outer folds)</h2>",
+        f"<p>Out-of-fold {html.escape(metric)} with subject-bootstrap intervals.</p>",
+        _table(["model", metric], rows),
+    ]
+    difference = comparison.get("pipeline_minus_baseline")
+    if difference is not None:
+        baseline = comparison.get("baseline", {}).get("model", "linear baseline")
+        parts.append(
+            f"<p>Pipeline - {html.escape(str(baseline))}: {_interval(difference)} "
+            "(paired subject bootstrap).</p>"
+        )
+    control = comparison.get("negative_control")
+    if control is not None and control.get("contains_chance") is False:
+        parts.append(
+            "<p class='warn'>The permuted-outcome control scores away from chance: its interval "
+            "excludes the chance level. Look for leakage before trusting these results.</p>"
+        )
+    elif control is not None:
+        parts.append(
+            "<p>The permuted-outcome control (outcomes shuffled across subjects, the whole "
+            "pipeline rerun on the same folds) scores at chance.</p>"
+        )
+    rows = [[r["setting"], _interval(r["metrics"][metric])] for r in comparison["modality_value"]]
+    parts += [
+        "<h2>Modality value</h2>",
+        "<p>Out-of-fold performance with each modality alone, all but one, and the full model "
+        "with one modality missing at prediction time (the model still predicts).</p>",
+        _table(["setting", metric], rows),
+        "<div class='plots'>",
+        *[_image(p) for p in images.values()],
+        "</div>",
+    ]
+    return parts
+
+
+def _tuning_section(cv: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:
+    folds = [f for f in cv["per_fold"] if "tuned_params" in f]
+    info = state.get("info", {})
+    parts: list[str] = []
+    if folds:
+        names = list(folds[0]["tuned_params"])
+        rows = [[f["fold"], f["n_rounds"], *[f["tuned_params"][n] for n in names]] for f in folds]
+        final = info.get("tuning", {})
+        if final:
+            rows.append(["final", info["n_rounds"], *[final["params"][n] for n in names]])
+        parts += [
+            "<h2>Nested tuning</h2>",
+            f"<p>Seeded Optuna TPE search ({final.get('n_trials', '?')} trials for the final "
+            "model) inside each outer fold on its training subjects, each trial scored by "
+            "subject-grouped inner cross-validation with early stopping.</p>",
+            _table(["fold", "rounds", *names], rows),
+        ]
+    selected = [f for f in cv["per_fold"] if "selection" in f]
+    if selected:
+        modalities = list(selected[0]["selection"])
+        rows = [
+            [
+                f["fold"],
+                *[
+                    f"{f['selection'][m]['n_kept']} of {f['selection'][m]['n_in']}"
+                    for m in modalities
+                ],
+            ]
+            for f in selected
+        ]
+        parts += [
+            "<h2>In-fold feature selection</h2>",
+            _table(["fold", *modalities], rows),
+        ]
+    return parts
+
+
+def _calibration_rows(*evaluations: Mapping[str, Any]) -> list[str]:
+    rows = [
+        [
+            e["title"],
+            e["calibration"]["method"],
+            e["calibration"]["brier_score_uncalibrated"],
+            e["calibration"]["brier_score_calibrated"],
+            e["calibration"]["ece_uncalibrated"],
+            e["calibration"]["ece_calibrated"],
+        ]
+        for e in evaluations
+        if e.get("calibration")
+    ]
+    if not rows:
+        return []
+    return [
+        "<h2>Probability calibration</h2>",
+        "<p>Calibration maps fitted on inner out-of-fold probabilities of each fold's training "
+        "subjects, never on its test subjects.</p>",
+        _table(
+            ["evaluation", "method", "Brier before", "Brier after", "ECE before", "ECE after"],
+            rows,
+        ),
+    ]
+
+
+def _subgroup_section(
+    subgroups: Mapping[str, Any], images: Mapping[str, str | os.PathLike[str]]
+) -> list[str]:
+    metric = subgroups["primary_metric"]
+    parts = ["<h2>Subgroup performance</h2>"]
+    for split, title in (("cv", "Out-of-fold"), ("holdout", "Locked holdout")):
+        result = subgroups.get(split)
+        if not result:
+            continue
+        rows = [["all", "all", "", _interval(result["cohort"][metric]), ""]]
+        for name, levels in result["subgroups"].items():
+            for level, value in levels.items():
+                shown = (
+                    _interval(value["metrics"][metric])
+                    if value["evaluable"]
+                    else f"not evaluated ({value['reason']})"
+                )
+                flag = "worse than cohort" if metric in value["flagged"] else ""
+                rows.append([name, level, value["n_subjects"], shown, flag])
+        parts += [
+            f"<h3>{title}</h3>",
+            _table(["subgroup", "level", "subjects", metric, "flag"], rows),
+        ]
+        for flag in result["flags"]:
+            parts.append(
+                f"<p class='warn'>{html.escape(title)}: {html.escape(str(flag['subgroup']))} = "
+                f"{html.escape(str(flag['level']))} has {html.escape(flag['metric'])} "
+                f"{flag['estimate']:.3f} [{flag['lower']:.3f}, {flag['upper']:.3f}], worse than "
+                f"the whole cohort's {flag['cohort_estimate']:.3f} beyond its interval.</p>"
+            )
+    parts += ["<div class='plots'>", *[_image(p) for p in images.values()], "</div>"]
+    return parts
+
+
+def _explanation_section(
+    shap: Mapping[str, Any], images: Mapping[str, str | os.PathLike[str]]
+) -> list[str]:
+    return [
+        "<h2>Explanations (SHAP)</h2>",
+        f"<p>Exact tree SHAP values of the final model on {shap['n_rows']} development rows, in "
+        f"units of the {html.escape(shap['margin'])}. Per-patient top contributions: "
+        "<code>omics-ml predict --explain K</code>.</p>",
+        _table(
+            ["modality", "mean |SHAP|", "features"],
+            [[m["modality"], m["mean_abs_shap"], m["n_features"]] for m in shap["modalities"]],
+        ),
+        _table(
+            ["feature", "mean |SHAP|"],
+            [[f["feature"], f["mean_abs_shap"]] for f in shap["features"][:10]],
+        ),
+        "<div class='plots'>",
+        *[_image(p) for p in images.values()],
+        "</div>",
+    ]
+
+
 def render_report(
     *,
     model_info: Mapping[str, Any],
@@ -123,8 +290,22 @@ def render_report(
     holdout: Mapping[str, Any],
     state: Mapping[str, Any],
     plots: Sequence[str | os.PathLike[str]],
+    comparison: Mapping[str, Any] | None = None,
+    subgroups: Mapping[str, Any] | None = None,
+    shap: Mapping[str, Any] | None = None,
+    review_plots: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> str:
-    """Render the report as a self-contained HTML string (plots embedded)."""
+    """Render the report as a self-contained HTML string (plots embedded).
+
+    ``comparison``, ``subgroups`` and ``shap`` are the JSON outputs of the review steps;
+    ``review_plots`` maps their plot names (``comparison``, ``modality_value``,
+    ``shap_summary``, ``shap_modalities``, ``subgroups_cv``, ``subgroups_holdout``) to PNGs.
+    """
+    review_plots = dict(review_plots or {})
+
+    def images(*names: str) -> dict[str, str | os.PathLike[str]]:
+        return {n: review_plots[n] for n in names if n in review_plots}
+
     level = round(100 * cv.get("confidence_level", 0.95))
     modality_rows = []
     kept = {m["name"]: len(m["normaliser"]["feature_names_out"]) for m in state["modalities"]}
@@ -218,6 +399,19 @@ def render_report(
         "<div class='plots'>",
         *[_image(p) for p in plots],
         "</div>",
+        *_calibration_rows(cv, holdout),
+        *_tuning_section(cv, state),
+        *(
+            _comparison_section(comparison, images("comparison", "modality_value"))
+            if comparison
+            else []
+        ),
+        *(
+            _subgroup_section(subgroups, images("subgroups_cv", "subgroups_holdout"))
+            if subgroups
+            else []
+        ),
+        *(_explanation_section(shap, images("shap_summary", "shap_modalities")) if shap else []),
         "<h2>Use the model</h2>",
         f"<p><code>omics-ml predict --model {html.escape(model_info['champion_uri'])} "
         f"--tracking-uri {html.escape(model_info['tracking_uri'])} --input DIR "
@@ -239,8 +433,18 @@ def write_report(
     model_state: str | os.PathLike[str],
     plots: Sequence[str | os.PathLike[str]],
     html_out: str | os.PathLike[str],
+    reviews: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
-    """Write the HTML report of a run from its output files."""
+    """Write the HTML report of a run from its output files.
+
+    ``reviews`` are the review steps' outputs: ``comparison.json``, ``subgroups.json``,
+    ``shap_importance.json`` and their PNGs, recognised by file name.
+    """
+    files = {Path(p).name: p for p in reviews}
+
+    def optional_json(name: str) -> Mapping[str, Any] | None:
+        return read_json(files[name]) if name in files else None
+
     text = render_report(
         model_info=read_json(model_info),
         qc=read_json(qc),
@@ -248,6 +452,10 @@ def write_report(
         holdout=read_json(holdout_metrics),
         state=read_json(model_state),
         plots=plots,
+        comparison=optional_json("comparison.json"),
+        subgroups=optional_json("subgroups.json"),
+        shap=optional_json("shap_importance.json"),
+        review_plots={Path(n).stem: p for n, p in files.items() if n.endswith(".png")},
     )
     with atomic_output(html_out) as tmp:
         tmp.write_text(text)

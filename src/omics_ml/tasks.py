@@ -18,6 +18,7 @@ import pandas as pd
 import xgboost as xgb
 from numpy.typing import NDArray
 
+from omics_ml.calibration import ProbabilityCalibrator
 from omics_ml.regression import conformal_quantile
 from omics_ml.survival import (
     AFT_DISTRIBUTIONS,
@@ -28,6 +29,7 @@ from omics_ml.survival import (
 )
 
 __all__ = [
+    "UNCALIBRATED_PREFIX",
     "ClassificationHead",
     "Outcome",
     "RegressionHead",
@@ -38,6 +40,9 @@ __all__ = [
     "head_from_json",
     "horizon_label",
 ]
+
+#: Column prefix of a calibrated classifier's own (uncalibrated) probabilities in evaluation tables.
+UNCALIBRATED_PREFIX = "uncalibrated_prob_"
 
 #: Default holdout metric of the promotion rule, per task.
 DEFAULT_PROMOTION_METRIC = {
@@ -174,9 +179,16 @@ class ClassificationHead(TaskHead):
 
     task = "classification"
 
-    def __init__(self, classes: Sequence[str], *, class_weight: str = "balanced") -> None:
+    def __init__(
+        self,
+        classes: Sequence[str],
+        *,
+        class_weight: str = "balanced",
+        calibrator: ProbabilityCalibrator | None = None,
+    ) -> None:
         self.classes = [str(c) for c in classes]
         self.class_weight = class_weight
+        self.calibrator = calibrator
 
     def xgb_params(self) -> dict[str, Any]:
         if len(self.classes) == 2:
@@ -187,7 +199,8 @@ class ClassificationHead(TaskHead):
             "num_class": len(self.classes),
         }
 
-    def _codes(self, outcome: Outcome) -> NDArray[np.int64]:
+    def codes(self, outcome: Outcome) -> NDArray[np.int64]:
+        """Class index of each row's label."""
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted({str(v) for v in outcome.label} - set(index))
         if unknown:
@@ -196,7 +209,7 @@ class ClassificationHead(TaskHead):
         return np.fromiter((index[v] for v in outcome.label), np.int64, len(outcome.label))
 
     def dmatrix_fields(self, outcome: Outcome) -> dict[str, NDArray[Any]]:
-        y = self._codes(outcome)
+        y = self.codes(outcome)
         n = len(self.classes)
         if self.class_weight == "none":
             weight = np.ones(y.shape[0], dtype=np.float32)
@@ -206,7 +219,12 @@ class ClassificationHead(TaskHead):
         return {"label": y, "weight": weight}
 
     def predict_proba(self, booster: xgb.Booster, features: NDArray[np.float32]) -> NDArray:
-        """Class probabilities of shape (n_rows, n_classes)."""
+        """Class probabilities of shape (n_rows, n_classes), calibrated if the head has a calibrator."""
+        proba = self.uncalibrated_proba(booster, features)
+        return proba if self.calibrator is None else self.calibrator.transform(proba)
+
+    def uncalibrated_proba(self, booster: xgb.Booster, features: NDArray[np.float32]) -> NDArray:
+        """The booster's own class probabilities, shape (n_rows, n_classes)."""
         raw = booster.inplace_predict(features, validate_features=False)
         raw = np.asarray(raw, dtype=np.float64)
         if len(self.classes) == 2:
@@ -227,11 +245,23 @@ class ClassificationHead(TaskHead):
         return [("predicted_class", "string")] + [(f"prob_{c}", "double") for c in self.classes]
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "classes": self.classes, "class_weight": self.class_weight}
+        return {
+            "task": self.task,
+            "classes": self.classes,
+            "class_weight": self.class_weight,
+            "calibration": None if self.calibrator is None else self.calibrator.to_json(),
+        }
 
     @classmethod
     def from_json(cls, state: Mapping[str, Any]) -> ClassificationHead:
-        return cls(state["classes"], class_weight=state.get("class_weight", "balanced"))
+        calibration = state.get("calibration")
+        return cls(
+            state["classes"],
+            class_weight=state.get("class_weight", "balanced"),
+            calibrator=None
+            if calibration is None
+            else ProbabilityCalibrator.from_json(calibration),
+        )
 
 
 class SurvivalHead(TaskHead):

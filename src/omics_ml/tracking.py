@@ -158,6 +158,27 @@ def _log_metrics_with_ci(prefix: str, metrics: Mapping[str, Mapping[str, float]]
     mlflow.log_metrics(values)
 
 
+def _log_comparison(comparison: Mapping[str, Any]) -> None:
+    """Out-of-fold primary metric of the baseline, the control and each modality setting."""
+    metric = comparison["primary_metric"]
+    names = {"linear baseline": "baseline", "permuted outcome": "permuted_control"}
+    values = {
+        f"cv_{names[name]}_{metric}": scores[metric]["estimate"]
+        for name, scores in comparison["models"].items()
+        if name in names
+    }
+    if "pipeline_minus_baseline" in comparison:
+        values[f"cv_pipeline_minus_baseline_{metric}"] = comparison["pipeline_minus_baseline"][
+            "estimate"
+        ]
+    for row in comparison["modality_value"]:
+        if row["modality"] is not None:
+            values[f"cv_{row['kind']}_{row['modality']}_{metric}"] = row["metrics"][metric][
+                "estimate"
+            ]
+    mlflow.log_metrics({k: float(v) for k, v in values.items() if np.isfinite(v)})
+
+
 def _requirements() -> list[str]:
     reqs = []
     for name in _MODEL_REQUIREMENTS:
@@ -203,8 +224,14 @@ def log_pipeline_run(
     model_info_out: str | os.PathLike[str],
     results_dir: str | os.PathLike[str] = "results",
     source_dir: str | os.PathLike[str] = ".",
+    comparison: str | os.PathLike[str] | None = None,
+    review_files: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
     """Log one pipeline run to MLflow, register the model and apply the promotion rule.
+
+    ``comparison`` (``comparison.json`` of :func:`omics_ml.compare.compare_variants`) adds the
+    baseline, negative-control and modality-value metrics to the run; ``review_files`` (plots
+    and JSON of the comparison, subgroups and explanations) are logged under ``evaluation``.
 
     Returns
     -------
@@ -279,6 +306,8 @@ def log_pipeline_run(
                         "inner_validation_score": record["inner_validation_score"],
                     }
                 )
+                if "tuned_params" in record:
+                    mlflow.log_params({f"tuned.{k}": v for k, v in record["tuned_params"].items()})
         _log_metrics_with_ci("cv_", cv["metrics"])
         mlflow.log_metrics(
             {f"cv_fold_sd_{k}": v for k, v in cv["fold_sd"].items() if np.isfinite(v)}
@@ -291,7 +320,9 @@ def log_pipeline_run(
                 "final_n_rounds": holdout["n_rounds"],
             }
         )
-        for path in [*plots, qc, cv_metrics, holdout_metrics]:
+        if comparison is not None:
+            _log_comparison(read_json(comparison))
+        for path in [*plots, qc, cv_metrics, holdout_metrics, *review_files]:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         mlflow.log_artifact(
             str(_pseudonymised_csv(oof_predictions, key, staging / "oof_predictions.csv")),

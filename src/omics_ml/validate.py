@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -435,8 +436,16 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
             ]
         )
     )
+    # Subgroups named by a sample-sheet column (not modality:feature) travel with the cohort.
+    subgroup_columns = tuple(
+        str(spec["column"])
+        for spec in (config.get("evaluate") or {}).get("subgroups") or []
+        if ":" not in str(spec["column"])
+    )
+    batch_columns = tuple(dict.fromkeys([*batch_columns, *subgroup_columns]))
     samples_path = _config_value(config, "cohort", "samples")
     samples = read_sample_sheet(samples_path, batch_columns=batch_columns)
+    _check_subgroup_columns(config, samples, samples_path)
     task = config.get("task", "classification")
     longitudinal = config.get("longitudinal") or {}
     if longitudinal.get("landmarks"):
@@ -481,6 +490,22 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
         if c in samples.columns and c not in outcomes.columns
     ]
     return pl.concat([outcomes, samples.select(extra)] if extra else [outcomes], how="horizontal")
+
+
+def _check_subgroup_columns(
+    config: Mapping[str, Any], samples: pl.DataFrame, samples_path: str | os.PathLike[str]
+) -> None:
+    """Each configured subgroup names a sample-sheet column or a configured modality's column."""
+    modalities = set(config.get("modalities") or {})
+    for i, spec in enumerate((config.get("evaluate") or {}).get("subgroups") or []):
+        column = str(spec["column"])
+        modality, separator, _ = column.partition(":")
+        if separator and modality not in modalities:
+            msg = f"evaluate.subgroups[{i}].column {column!r} names modality {modality!r}, which is not in modalities ({sorted(modalities)}); use modality:feature of a configured modality or a sample-sheet column."
+            raise InputError(msg)
+        if not separator and column not in samples.columns:
+            msg = f"evaluate.subgroups[{i}].column {column!r} is not a column of the sample sheet {samples_path}; add it there or name an input column as modality:feature."
+            raise InputError(msg)
 
 
 def _header(path: Path, lazy: pl.LazyFrame | None = None) -> list[str]:

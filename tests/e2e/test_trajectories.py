@@ -30,7 +30,7 @@ def _config(directory: Path, name: str, **overrides: dict) -> Path:
     for spec in config["modalities"].values():
         spec["path"] = str(REPO / spec["path"])
     config["model"].update(FAST)
-    config["evaluate"] = {"n_bootstrap": 20}
+    config.setdefault("evaluate", {})["n_bootstrap"] = 20
     for section, values in overrides.items():
         config.setdefault(section, {}).update(values)
     directory.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,9 @@ def survival_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("landmark")
-    run_workflow(workdir, _config(workdir, "longitudinal.yaml"))
+    # Baseline and permuted control, but no modality-value runs (covered by the survival run).
+    config = _config(workdir, "longitudinal.yaml", evaluate={"modality_value": False})
+    run_workflow(workdir, config)
     return workdir
 
 
@@ -92,6 +94,39 @@ def test_survival_metrics_plots_and_registry(survival_run: Path) -> None:
     assert state["head"]["objective"] == "cox"
     assert state["head"]["horizons"] == [12, 24, 48]
     assert len(state["head"]["baseline"]["times"]) > 10
+
+
+def test_survival_baseline_control_modality_value_and_subgroups(survival_run: Path) -> None:
+    results = survival_run / "results"
+    comparison = read_json(results / "evaluate/comparison.json")
+    assert comparison["primary_metric"] == "c_index_harrell"
+    models = comparison["models"]
+    assert set(models) == {"pipeline", "linear baseline", "permuted outcome"}
+    assert comparison["baseline"]["model"].startswith("Elastic-net Cox")
+    # Shuffled survival outcomes carry no signal: the control's C-index is near 0.5.
+    assert abs(models["permuted outcome"]["c_index_harrell"]["estimate"] - 0.5) < 0.15
+    settings = [row["setting"] for row in comparison["modality_value"]]
+    assert settings == [
+        "all modalities",
+        "expression alone",
+        "clinical alone",
+        "all but expression",
+        "all but clinical",
+        "expression missing at prediction",
+        "clinical missing at prediction",
+    ]
+    subgroups = read_json(results / "evaluate/subgroups.json")
+    levels = subgroups["cv"]["subgroups"]
+    assert set(levels["ER status"]) == {"ER-negative", "ER-positive"}
+    assert set(levels["age"]) <= {"<50", ">=50", "missing"}
+    n_subjects = read_json(results / "evaluate/cv_metrics.json")["n_subjects"]
+    assert sum(v["n_subjects"] for v in levels["ER status"].values()) == n_subjects
+    shap = read_json(results / "evaluate/shap_importance.json")
+    assert shap["margin"] == "log hazard ratio"
+    assert {m["modality"] for m in shap["modalities"]} == {"expression", "clinical"}
+    report = (results / "report/report.html").read_text()
+    for section in ("Modality value", "Subgroup performance", "Explanations (SHAP)"):
+        assert section in report
 
 
 def test_survival_predict_new_patients_with_plots(survival_run: Path, tmp_path: Path) -> None:
@@ -157,7 +192,14 @@ def test_landmark_predict_one_row_per_landmark_reached(landmark_run: Path, tmp_p
 
 def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> None:
     workdir = tmp_path / "regression"
-    run_workflow(workdir, _config(workdir, "regression.yaml"))
+    run_workflow(
+        workdir,
+        _config(
+            workdir,
+            "regression.yaml",
+            evaluate={"modality_value": False, "permuted_control": False},
+        ),
+    )
     results = workdir / "results"
     for name in ("cv", "holdout"):
         metrics = read_json(results / f"evaluate/{name}_metrics.json")["metrics"]

@@ -24,6 +24,8 @@ def write_config(directory: Path, *, data: Path = EXAMPLE, **overrides: dict) ->
         config["cohort"][key] = str(data / Path(config["cohort"][key]).name)
     for spec in config["modalities"].values():
         spec["path"] = str(data / Path(spec["path"]).name)
+    # A tiny tuning budget keeps the tests fast; the search itself is the same.
+    config["tuning"]["n_trials"] = 3
     for section, values in overrides.items():
         config.setdefault(section, {}).update(values)
     directory.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def test_workflow_outputs_and_metrics(example_run: Path) -> None:
     splits = read_json(results / "split/splits.json")
     assert sorted(oof["sample_id"]) == sorted(splits["development"])
     assert not set(oof["sample_id"]) & set(splits["holdout"])
-    for png in ("cv_confusion", "cv_roc", "holdout_confusion", "holdout_roc"):
+    for png in ("cv_confusion", "cv_roc", "cv_reliability", "holdout_confusion", "holdout_roc"):
         assert (results / f"evaluate/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (results / "report/report.html").read_text()
     assert "Locked holdout" in report and "data:image/png;base64," in report
@@ -67,6 +69,94 @@ def test_workflow_outputs_and_metrics(example_run: Path) -> None:
     # The registered model carries exactly the development-fitted normalisation.
     assert {m["name"]: m["normaliser"] for m in state["modalities"]} == params
     assert not list((results / "final/model").glob("*.pkl"))
+
+
+def test_tuned_calibrated_pipeline_next_to_baseline_and_control(example_run: Path) -> None:
+    results = example_run / "results"
+    cv = read_json(results / "evaluate/cv_metrics.json")
+    for record in cv["per_fold"]:
+        assert set(record["tuned_params"]) >= {"learning_rate", "max_depth", "colsample_bynode"}
+        assert record["selection"]["rnaseq"]["n_kept"] == 100
+    assert cv["calibration"]["method"] == "sigmoid"
+    comparison = read_json(results / "evaluate/comparison.json")
+    models = comparison["models"]
+    # Tuning, selection and calibration run inside the permuted control too: it stays at chance.
+    control = models["permuted outcome"]
+    assert abs(control["balanced_accuracy"]["estimate"] - 1 / 3) < 0.15
+    assert control["roc_auc_ovr"]["estimate"] < 0.65
+    assert comparison["negative_control"]["chance"] == pytest.approx(1 / 3)
+    assert models["pipeline"]["balanced_accuracy"]["estimate"] > 0.8
+    assert models["linear baseline"]["balanced_accuracy"]["estimate"] > 0.8
+    difference = comparison["pipeline_minus_baseline"]
+    assert difference["lower"] <= difference["estimate"] <= difference["upper"]
+    rows = comparison["modality_value"]
+    assert len(rows) == 1 + 4 + 4 + 4
+    assert {r["kind"] for r in rows} == {"all", "only", "without", "missing"}
+    # The model still predicts without a modality; losing protein costs accuracy.
+    missing_protein = next(r for r in rows if r["setting"] == "protein missing at prediction")
+    assert (
+        missing_protein["metrics"]["roc_auc_ovr"]["estimate"]
+        < rows[0]["metrics"]["roc_auc_ovr"]["estimate"]
+    )
+    shap = read_json(results / "evaluate/shap_importance.json")
+    assert next(m["modality"] for m in shap["modalities"]) in {"mrna", "protein"}
+    explained = pd.read_parquet(results / "evaluate/holdout_explanations.parquet")
+    holdout = read_json(results / "split/splits.json")["holdout"]
+    assert explained.groupby("sample_id").size().eq(10).all()
+    assert set(explained["sample_id"]) == set(holdout)
+    report = (results / "report/report.html").read_text()
+    for section in (
+        "Nested tuning",
+        "In-fold feature selection",
+        "Probability calibration",
+        "Pipeline, linear baseline and negative control",
+        "Modality value",
+        "Explanations (SHAP)",
+    ):
+        assert section in report
+
+
+def test_predict_explains_each_patient(example_run: Path, tmp_path: Path) -> None:
+    info = read_json(example_run / "results/register/model.json")
+    out = tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [
+            str(BIN / "omics-ml"),
+            "predict",
+            "--model",
+            info["model_uri"],
+            "--tracking-uri",
+            info["tracking_uri"],
+            "--input",
+            str(EXAMPLE / "new_patients"),
+            "--output",
+            str(out),
+            "--explain",
+            "3",
+        ],
+        cwd=example_run,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(out)
+    top = pd.read_csv(tmp_path / "predictions_explanations.csv")
+    assert top.groupby("sample_id").size().eq(3).all()
+    assert set(top["sample_id"]) == set(predictions["sample_id"])
+    per_modality = pd.read_csv(tmp_path / "predictions_modality_contributions.csv")
+    assert list(per_modality.columns) == [
+        "sample_id",
+        "explained_class",
+        "mrna",
+        "mirna",
+        "protein",
+        "rnaseq",
+        "bias",
+    ]
+    merged = per_modality.merge(predictions, on="sample_id")
+    assert (merged["explained_class"] == merged["predicted_class"]).all()
+    assert "Top 3 SHAP contributions" in result.stdout
 
 
 def test_mlflow_store_runs_and_registry(example_run: Path) -> None:
@@ -341,8 +431,13 @@ def test_batch_corrected_modality_end_to_end(tmp_path: Path) -> None:
         {"method": "combat", "reference_batch": "P1"},
     ]
     config["model"]["n_estimators"] = 60
+    # Every review run switched off: the registry and report work without them.
+    config.setdefault("evaluate", {}).update(
+        baseline=False, permuted_control=False, modality_value=False
+    )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     run_workflow(workdir, workdir / "config.yaml", "results/register/model.json")
+    assert list(read_json(workdir / "results/evaluate/comparison.json")["models"]) == ["pipeline"]
 
     params = read_json(workdir / "results/normalise/rnaseq.params.json")["normaliser"]
     combat = params["steps"][-1]

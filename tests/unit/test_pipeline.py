@@ -24,7 +24,10 @@ PROBS = ["prob_Basal", "prob_Her2", "prob_LumA"]
 
 
 def _specs() -> dict:
+    """The example's modalities without supervised selection (tested in test_model_quality)."""
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for spec in config["modalities"].values():
+        spec.pop("selection", None)
     return config["modalities"]
 
 

@@ -379,6 +379,7 @@ def test_head_from_config_builds_each_task():
         "task": "classification",
         "classes": ["u", "v"],
         "class_weight": "none",
+        "calibration": None,
     }
 
 

@@ -17,7 +17,14 @@ from omics_ml.integrate import raw_input_frame
 from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, input_contract, model_signature
 from omics_ml.pipeline import OmicsPipeline
 from omics_ml.predict import predict_files
-from omics_ml.train import train_final, train_fold
+from omics_ml.train import (
+    train_baseline,
+    train_final,
+    train_fold,
+    train_variant,
+    variant_config,
+    variant_names,
+)
 from omics_ml.validate import load_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +77,7 @@ def test_train_final_uses_frozen_development_normalisers(prepared) -> None:
         model_dir=tmp / "final",
         predictions_out=tmp / "holdout.parquet",
         metrics_out=tmp / "holdout.json",
-        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png"},
+        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png", "reliability": tmp / "l.png"},
     )
     state = json.loads((tmp / "final/state.json").read_text())
     assert [m["name"] for m in state["modalities"]] == ["mrna", "mirna", "protein", "rnaseq"]
@@ -120,7 +127,9 @@ def test_pyfunc_model_round_trip_through_a_real_store(prepared, tmp_path: Path) 
     assert frame["sample_id"].tolist() == holdout["sample_id"].tolist()
     served = loaded.predict(frame)
     np.testing.assert_allclose(
-        served.filter(like="prob_").to_numpy(), holdout.filter(like="prob_").to_numpy(), atol=1e-9
+        served.filter(regex="^prob_").to_numpy(),
+        holdout.filter(regex="^prob_").to_numpy(),
+        atol=1e-9,
     )
     without_protein = loaded.predict(
         frame.drop(columns=[c for c in frame if c.startswith("protein:")])
@@ -208,7 +217,7 @@ def text_and_batch(tmp_path_factory: pytest.TempPathFactory, build_features) -> 
         model_dir=tmp / "final",
         predictions_out=tmp / "holdout.parquet",
         metrics_out=tmp / "holdout.json",
-        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png"},
+        plots={"confusion": tmp / "c.png", "roc": tmp / "r.png", "reliability": tmp / "l.png"},
     )
     # the holdout patients as new raw files plus their sample sheet
     holdout = json.loads((tmp / "splits.json").read_text())["holdout"]
@@ -236,8 +245,8 @@ def test_text_and_batch_model_state(text_and_batch) -> None:
     assert frame["clinical:stage"].dtype == object
     served = pipeline.predict_frame(frame)
     np.testing.assert_allclose(
-        served.filter(like="prob_").to_numpy(),
-        features.set_index("sample_id").loc[served["sample_id"]].filter(like="prob_").to_numpy(),
+        served.filter(regex="^prob_").to_numpy(),
+        features.set_index("sample_id").loc[served["sample_id"]].filter(regex="^prob_").to_numpy(),
         atol=1e-12,
     )
 
@@ -258,8 +267,8 @@ def test_predict_files_and_cli_with_samples_sheet(
     predicted = predict_files(loaded, inputs, samples=tmp / "new_samples.csv")
     assert sorted(predicted["sample_id"]) == sorted(text_and_batch["holdout"])
     np.testing.assert_allclose(
-        predicted.filter(like="prob_").to_numpy(),
-        expected.loc[predicted["sample_id"]].filter(like="prob_").to_numpy(),
+        predicted.filter(regex="^prob_").to_numpy(),
+        expected.loc[predicted["sample_id"]].filter(regex="^prob_").to_numpy(),
         atol=1e-9,
     )
     # without the sheet, ComBat has no batch label: an error, not silently unadjusted values
@@ -285,8 +294,8 @@ def test_predict_files_and_cli_with_samples_sheet(
     assert code == 0
     from_cli = pd.read_csv(out, dtype={"sample_id": str})
     np.testing.assert_allclose(
-        from_cli.filter(like="prob_").to_numpy(),
-        expected.loc[from_cli["sample_id"]].filter(like="prob_").to_numpy(),
+        from_cli.filter(regex="^prob_").to_numpy(),
+        expected.loc[from_cli["sample_id"]].filter(regex="^prob_").to_numpy(),
         atol=1e-9,
     )
     capsys.readouterr()
@@ -302,5 +311,132 @@ def test_served_model_warns_on_unseen_category(text_and_batch, tmp_path: Path) -
     frame.loc[1, "clinical:stage"] = "IV"
     with pytest.warns(UserWarning, match="'IV'"):
         served = loaded.predict(frame)
-    assert np.isfinite(served.filter(like="prob_").to_numpy()).all()
+    assert np.isfinite(served.filter(regex="^prob_").to_numpy()).all()
     assert served["missing_modalities"].tolist() == [""] * 4
+
+
+@pytest.fixture(scope="module")
+def fold_models(prepared) -> list[Path]:
+    """Every outer fold trained as the workflow does, with missing-modality predictions."""
+    tmp, config = prepared
+    n_folds = len(json.loads((tmp / "splits.json").read_text())["folds"])
+    for fold in range(n_folds):
+        train_fold(
+            tmp / "features.h5ad",
+            tmp / "splits.json",
+            fold,
+            config=config,
+            nthread=1,
+            model_dir=tmp / f"folds/{fold}/model",
+            predictions_out=tmp / f"folds/{fold}/predictions.parquet",
+            metrics_out=tmp / f"folds/{fold}/metrics.json",
+            missing_predictions_out=tmp / f"folds/{fold}/missing.parquet",
+        )
+    return [tmp / f"folds/{fold}/model" for fold in range(n_folds)]
+
+
+def test_missing_modality_predictions_cover_every_modality(prepared, fold_models) -> None:
+    tmp, config = prepared
+    missing = pd.read_parquet(tmp / "folds/0/missing.parquet")
+    full = pd.read_parquet(tmp / "folds/0/predictions.parquet")
+    assert list(missing["missing_modality"].unique()) == list(config["modalities"])
+    for _, block in missing.groupby("missing_modality"):
+        assert sorted(block["sample_id"]) == sorted(full["sample_id"])
+        assert np.allclose(block.filter(regex="^prob_").sum(axis=1), 1.0)
+    # Losing protein changes the predictions: the model uses it.
+    without_protein = missing[missing["missing_modality"] == "protein"].set_index("sample_id")
+    assert not np.allclose(without_protein.loc[full["sample_id"], "prob_Basal"], full["prob_Basal"])
+
+
+def test_variant_names_and_configs(prepared) -> None:
+    _, config = prepared
+    names = variant_names(config)
+    assert names[0] == "permuted"
+    assert "only_mrna" in names and "without_rnaseq" in names and len(names) == 9
+    assert variant_config(config, "only_mirna")["modalities"].keys() == {"mirna"}
+    assert "protein" not in variant_config(config, "without_protein")["modalities"]
+    tuned = {**config, "tuning": {"enabled": True, "n_trials": 3}}
+    assert variant_config(tuned, "permuted")["tuning"]["enabled"]
+    assert not variant_config(tuned, "only_mrna")["tuning"]["enabled"]
+    assert variant_names({**config, "evaluate": {"permuted_control": False}})[0] == "only_mrna"
+    with pytest.raises(ValueError, match="names no modality"):
+        variant_config(config, "only_methylation")
+
+
+def test_workflow_variants_match_the_package() -> None:
+    import re
+
+    text = (ROOT / "workflow/rules/common.smk").read_text()
+    block = re.search(r"^VARIANTS = .*?(?=^BASELINE)", text, re.S | re.M).group(0)
+    for evaluate in (
+        {"permuted_control": True, "modality_value": True},
+        {"permuted_control": False, "modality_value": True},
+        {"permuted_control": True, "modality_value": False},
+    ):
+        for modalities in (["a", "b"], ["a"]):
+            namespace = {"EVALUATE": evaluate, "MODALITIES": modalities}
+            exec(block, namespace)
+            config = {"evaluate": evaluate, "modalities": {key: {} for key in modalities}}
+            assert namespace["VARIANTS"] == variant_names(config)
+
+
+def test_permuted_variant_shuffles_outcomes_by_subject(prepared) -> None:
+    tmp, config = prepared
+    train_variant(
+        tmp / "features.h5ad",
+        tmp / "splits.json",
+        "permuted",
+        config=config,
+        nthread=1,
+        predictions_out=tmp / "permuted.parquet",
+        metrics_out=tmp / "permuted.json",
+    )
+    permuted = pd.read_parquet(tmp / "permuted.parquet")
+    truth = ad.read_h5ad(tmp / "features.h5ad").obs["label"].astype(str)
+    split = json.loads((tmp / "splits.json").read_text())
+    assert sorted(permuted["sample_id"]) == sorted(split["development"])
+    labels = permuted.set_index("sample_id")["label"]
+    # Same class counts, different assignment.
+    assert labels.value_counts().equals(truth.loc[labels.index].value_counts())
+    assert (labels != truth.loc[labels.index]).mean() > 0.3
+    record = json.loads((tmp / "permuted.json").read_text())
+    assert record["variant"] == "permuted" and len(record["per_fold"]) == len(split["folds"])
+
+
+def test_only_variant_uses_one_modality(prepared) -> None:
+    tmp, config = prepared
+    train_variant(
+        tmp / "features.h5ad",
+        tmp / "splits.json",
+        "only_mirna",
+        config=config,
+        nthread=1,
+        predictions_out=tmp / "only_mirna.parquet",
+        metrics_out=tmp / "only_mirna.json",
+    )
+    record = json.loads((tmp / "only_mirna.json").read_text())
+    assert record["modalities"] == ["mirna"]
+    assert all(f["n_features_used"] < 200 for f in record["per_fold"])
+    predicted = pd.read_parquet(tmp / "only_mirna.parquet")
+    assert np.allclose(predicted.filter(regex="^prob_").sum(axis=1), 1.0)
+
+
+def test_linear_baseline_on_the_fold_designs(prepared, fold_models) -> None:
+    tmp, config = prepared
+    train_baseline(
+        tmp / "features.h5ad",
+        tmp / "splits.json",
+        fold_models,
+        config=config,
+        predictions_out=tmp / "baseline.parquet",
+        metrics_out=tmp / "baseline.json",
+    )
+    baseline = pd.read_parquet(tmp / "baseline.parquet")
+    pipeline = pd.concat([pd.read_parquet(m.parent / "predictions.parquet") for m in fold_models])
+    assert sorted(baseline["sample_id"]) == sorted(pipeline["sample_id"])
+    assert list(baseline.columns[:2]) == ["sample_id", "subject_id"]
+    assert {"predicted_class", "prob_Basal", "label", "fold"} <= set(baseline.columns)
+    record = json.loads((tmp / "baseline.json").read_text())
+    assert record["model"] == "L2-penalised logistic regression"
+    # Subtype is linear in these omics: the baseline is far above chance in every fold.
+    assert all(f["metrics"]["balanced_accuracy"] > 0.6 for f in record["per_fold"])

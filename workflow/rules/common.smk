@@ -19,10 +19,20 @@ CONFIG_HASH = hashlib.sha256(
 TASK = config.get("task", "classification")
 # The plots each evaluation writes, per task (omics_ml.assess.PLOTS; a test keeps them equal).
 PLOTS = {
-    "classification": ["confusion", "roc"],
+    "classification": ["confusion", "roc", "reliability"],
     "survival": ["calibration", "km"],
     "regression": ["observed"],
 }[TASK]
+EVALUATE = config["evaluate"]
+# Cross-validation variants besides the pipeline (omics_ml.train.variant_names; a test keeps
+# them equal): the permuted-outcome control, then each modality alone and all but one.
+VARIANTS = (["permuted"] if EVALUATE["permuted_control"] else []) + (
+    [f"{kind}_{m}" for kind in ("only", "without") for m in MODALITIES]
+    if EVALUATE["modality_value"] and len(MODALITIES) > 1
+    else []
+)
+BASELINE = EVALUATE["baseline"]
+SUBGROUPS = bool(EVALUATE["subgroups"])
 
 # XGBoost's OpenMP threads sleep instead of spinning while they wait: with spinning threads, a
 # 2-thread fold job that shares its cores with any other process trained 100x slower (small
@@ -39,6 +49,7 @@ os.environ.update(
 wildcard_constraints:
     modality="|".join(MODALITIES),
     fold=r"\d+",
+    variant="|".join(VARIANTS) or "none",
 
 
 def get_input_files(wildcards):

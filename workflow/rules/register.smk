@@ -11,6 +11,8 @@ rule register_model:
         plots=[*rules.aggregate_folds.output.plots, *rules.train_final.output.plots],
         state=rules.train_final.output.state,
         booster=rules.train_final.output.booster,
+        comparison=rules.compare_variants.output.metrics,
+        reviews=REVIEW_FILES,
     output:
         info="results/register/model.json",
     log:

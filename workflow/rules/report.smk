@@ -6,6 +6,7 @@ rule report_html:
         holdout_metrics=rules.train_final.output.metrics,
         state=rules.train_final.output.state,
         plots=rules.register_model.input.plots,
+        reviews=REVIEW_FILES,
     output:
         html="results/report/report.html",
     log:

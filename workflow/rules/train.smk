@@ -6,6 +6,7 @@ rule train_fold:
         state="results/train/fold_{fold}/model/state.json",
         booster="results/train/fold_{fold}/model/booster.ubj",
         predictions="results/train/fold_{fold}/predictions.parquet",
+        missing="results/train/fold_{fold}/missing_modality_predictions.parquet",
         metrics="results/train/fold_{fold}/metrics.json",
     log:
         "logs/train_fold/{fold}.log",
@@ -47,3 +48,46 @@ rule train_final:
         plot_names=PLOTS,
     script:
         "../scripts/train_final.py"
+
+
+rule train_variant:
+    input:
+        features=rules.integrate_features.output.h5ad,
+        splits=rules.split_cohort.output.splits,
+    output:
+        predictions="results/variants/{variant}/oof_predictions.parquet",
+        metrics="results/variants/{variant}/cv_metrics.json",
+    log:
+        "logs/train_variant/{variant}.log",
+    benchmark:
+        "results/benchmarks/train_variant/{variant}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/train_variant.py"
+
+
+rule train_baseline:
+    input:
+        features=rules.integrate_features.output.h5ad,
+        splits=rules.split_cohort.output.splits,
+        states=expand(rules.train_fold.output.state, fold=FOLDS),
+    output:
+        predictions="results/baseline/oof_predictions.parquet",
+        metrics="results/baseline/cv_metrics.json",
+    log:
+        "logs/train_baseline.log",
+    benchmark:
+        "results/benchmarks/train_baseline.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/train_baseline.py"

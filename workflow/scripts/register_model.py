@@ -21,4 +21,6 @@ log_pipeline_run(
     model_info_out=snakemake.output.info,
     results_dir="results",
     source_dir=snakemake.params.source_dir,
+    comparison=snakemake.input.comparison,
+    review_files=snakemake.input.reviews,
 )

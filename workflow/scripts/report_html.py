@@ -13,5 +13,6 @@ write_report(
     model_state=snakemake.input.state,
     plots=snakemake.input.plots,
     html_out=snakemake.output.html,
+    reviews=snakemake.input.reviews,
 )
 log_report(snakemake.input.info, snakemake.output.html)

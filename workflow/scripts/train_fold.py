@@ -15,4 +15,5 @@ train_fold(
     model_dir=Path(snakemake.output.state).parent,
     predictions_out=snakemake.output.predictions,
     metrics_out=snakemake.output.metrics,
+    missing_predictions_out=snakemake.output.missing,
 )
