@@ -269,7 +269,7 @@ def _calibration_effect(predictions: pd.DataFrame, head: Mapping[str, Any]) -> d
     codes = pd.Categorical(predictions["label"].astype(str), categories=classes).codes
     before, after = _uncalibrated(predictions, classes), probability_matrix(predictions, classes)
     return {
-        "calibration": {
+        "probability_calibration": {
             "method": (head.get("calibration") or {}).get("method"),
             "brier_score_uncalibrated": brier_score(codes, before),
             "brier_score_calibrated": brier_score(codes, after),

@@ -204,14 +204,14 @@ def _calibration_rows(*evaluations: Mapping[str, Any]) -> list[str]:
     rows = [
         [
             e["title"],
-            e["calibration"]["method"],
-            e["calibration"]["brier_score_uncalibrated"],
-            e["calibration"]["brier_score_calibrated"],
-            e["calibration"]["ece_uncalibrated"],
-            e["calibration"]["ece_calibrated"],
+            e["probability_calibration"]["method"],
+            e["probability_calibration"]["brier_score_uncalibrated"],
+            e["probability_calibration"]["brier_score_calibrated"],
+            e["probability_calibration"]["ece_uncalibrated"],
+            e["probability_calibration"]["ece_calibrated"],
         ]
         for e in evaluations
-        if e.get("calibration")
+        if e.get("probability_calibration")
     ]
     if not rows:
         return []

@@ -77,7 +77,7 @@ def test_tuned_calibrated_pipeline_next_to_baseline_and_control(example_run: Pat
     for record in cv["per_fold"]:
         assert set(record["tuned_params"]) >= {"learning_rate", "max_depth", "colsample_bynode"}
         assert record["selection"]["rnaseq"]["n_kept"] == 100
-    assert cv["calibration"]["method"] == "sigmoid"
+    assert cv["probability_calibration"]["method"] == "sigmoid"
     comparison = read_json(results / "evaluate/comparison.json")
     models = comparison["models"]
     # Tuning, selection and calibration run inside the permuted control too: it stays at chance.

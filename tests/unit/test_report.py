@@ -16,12 +16,17 @@ def _metrics(value: float) -> dict:
     return {"balanced_accuracy": {"estimate": value, "lower": value - 0.1, "upper": value + 0.05}}
 
 
-def test_render_report_contains_metrics_plots_and_commands(tmp_path: Path) -> None:
+def _png(tmp_path: Path) -> Path:
     png = tmp_path / "plot.png"
     plt.plot([0, 1], [0, 1])
     plt.savefig(png)
     plt.close()
-    html = render_report(
+    return png
+
+
+def _run(png: Path) -> dict:
+    """The outputs of a small classification run."""
+    return dict(
         model_info={
             "model_name": "demo",
             "model_version": "3",
@@ -77,9 +82,129 @@ def test_render_report_contains_metrics_plots_and_commands(tmp_path: Path) -> No
         },
         plots=[png],
     )
+
+
+def test_render_report_contains_metrics_plots_and_commands(tmp_path: Path) -> None:
+    html = render_report(**_run(_png(tmp_path)))
     assert "demo version 3" in html
     assert "MissingnessFilter → MedianScaling" in html
     assert "0.877" in html and "0.543" in html and "90% CI" in html
     assert "data:image/png;base64," in html
     assert "not moved" in html
     assert "<td>3</td>" in html  # features kept
+
+
+def _interval(value: float) -> dict:
+    return {"estimate": value, "lower": value - 0.05, "upper": value + 0.05}
+
+
+def _comparison(control: float) -> dict:
+    return {
+        "primary_metric": "balanced_accuracy",
+        "chance": 0.5,
+        "models": {
+            "pipeline": {"balanced_accuracy": _interval(0.9)},
+            "linear baseline": {"balanced_accuracy": _interval(0.85)},
+            "permuted outcome": {"balanced_accuracy": _interval(control)},
+        },
+        "baseline": {"model": "L2-penalised logistic regression"},
+        "pipeline_minus_baseline": _interval(0.05),
+        "negative_control": {
+            **_interval(control),
+            "chance": 0.5,
+            "contains_chance": abs(control - 0.5) <= 0.05,
+        },
+        "modality_value": [
+            {
+                "setting": "all modalities",
+                "kind": "all",
+                "modality": None,
+                "metrics": {"balanced_accuracy": _interval(0.9)},
+            },
+            {
+                "setting": "mrna alone",
+                "kind": "only",
+                "modality": "mrna",
+                "metrics": {"balanced_accuracy": _interval(0.8123)},
+            },
+        ],
+    }
+
+
+def test_review_sections_and_leakage_warning(tmp_path: Path) -> None:
+    png = _png(tmp_path)
+    run = _run(png)
+    run["cv"]["per_fold"][0]["tuned_params"] = {"learning_rate": 0.0712, "max_depth": 3}
+    run["cv"]["per_fold"][0]["selection"] = {"mrna": {"n_in": 4, "n_kept": 2}}
+    run["cv"]["title"] = "Out-of-fold"
+    run["cv"]["probability_calibration"] = {
+        "method": "sigmoid",
+        "brier_score_uncalibrated": 0.2,
+        "brier_score_calibrated": 0.1,
+        "ece_uncalibrated": 0.3,
+        "ece_calibrated": 0.05,
+    }
+    subgroups = {
+        "primary_metric": "balanced_accuracy",
+        "cv": {
+            "cohort": {"balanced_accuracy": _interval(0.9)},
+            "subgroups": {
+                "sex": {
+                    "female": {
+                        "n_subjects": 12,
+                        "evaluable": True,
+                        "reason": None,
+                        "metrics": {"balanced_accuracy": _interval(0.6)},
+                        "flagged": ["balanced_accuracy"],
+                    },
+                    "male": {
+                        "n_subjects": 3,
+                        "evaluable": False,
+                        "reason": "3 subjects",
+                        "metrics": {},
+                        "flagged": [],
+                    },
+                }
+            },
+            "flags": [
+                {
+                    "subgroup": "sex",
+                    "level": "female",
+                    "metric": "balanced_accuracy",
+                    "estimate": 0.6,
+                    "lower": 0.55,
+                    "upper": 0.65,
+                    "cohort_estimate": 0.9,
+                }
+            ],
+        },
+    }
+    shap = {
+        "margin": "log-odds of the explained class",
+        "n_rows": 8,
+        "modalities": [{"modality": "mrna", "mean_abs_shap": 0.4, "n_features": 3}],
+        "features": [{"feature": "mrna:ESR1", "mean_abs_shap": 0.3}],
+    }
+    html = render_report(
+        **run,
+        comparison=_comparison(0.5),
+        subgroups=subgroups,
+        shap=shap,
+        review_plots={"comparison": png, "shap_summary": png},
+    )
+    for text in (
+        "Nested tuning",
+        "0.071",
+        "2 of 4",
+        "Probability calibration",
+        "L2-penalised logistic regression",
+        "scores at chance",
+        "0.812",
+        "worse than the whole cohort",
+        "not evaluated (3 subjects)",
+        "mrna:ESR1",
+    ):
+        assert text in html, text
+    assert "Look for leakage" not in html
+    leaky = render_report(**_run(png), comparison=_comparison(0.8))
+    assert "Look for leakage" in leaky

@@ -380,7 +380,8 @@ def test_workflow_variants_match_the_package() -> None:
             assert namespace["VARIANTS"] == variant_names(config)
 
 
-def test_permuted_variant_shuffles_outcomes_by_subject(prepared) -> None:
+@pytest.fixture(scope="module")
+def permuted_run(prepared) -> Path:
     tmp, config = prepared
     train_variant(
         tmp / "features.h5ad",
@@ -391,6 +392,11 @@ def test_permuted_variant_shuffles_outcomes_by_subject(prepared) -> None:
         predictions_out=tmp / "permuted.parquet",
         metrics_out=tmp / "permuted.json",
     )
+    return tmp / "permuted.parquet"
+
+
+def test_permuted_variant_shuffles_outcomes_by_subject(prepared, permuted_run) -> None:
+    tmp, _ = prepared
     permuted = pd.read_parquet(tmp / "permuted.parquet")
     truth = ad.read_h5ad(tmp / "features.h5ad").obs["label"].astype(str)
     split = json.loads((tmp / "splits.json").read_text())
@@ -421,7 +427,8 @@ def test_only_variant_uses_one_modality(prepared) -> None:
     assert np.allclose(predicted.filter(regex="^prob_").sum(axis=1), 1.0)
 
 
-def test_linear_baseline_on_the_fold_designs(prepared, fold_models) -> None:
+@pytest.fixture(scope="module")
+def baseline_run(prepared, fold_models) -> Path:
     tmp, config = prepared
     train_baseline(
         tmp / "features.h5ad",
@@ -431,6 +438,11 @@ def test_linear_baseline_on_the_fold_designs(prepared, fold_models) -> None:
         predictions_out=tmp / "baseline.parquet",
         metrics_out=tmp / "baseline.json",
     )
+    return tmp / "baseline.parquet"
+
+
+def test_linear_baseline_on_the_fold_designs(prepared, fold_models, baseline_run) -> None:
+    tmp, _ = prepared
     baseline = pd.read_parquet(tmp / "baseline.parquet")
     pipeline = pd.concat([pd.read_parquet(m.parent / "predictions.parquet") for m in fold_models])
     assert sorted(baseline["sample_id"]) == sorted(pipeline["sample_id"])
@@ -440,3 +452,65 @@ def test_linear_baseline_on_the_fold_designs(prepared, fold_models) -> None:
     assert record["model"] == "L2-penalised logistic regression"
     # Subtype is linear in these omics: the baseline is far above chance in every fold.
     assert all(f["metrics"]["balanced_accuracy"] > 0.6 for f in record["per_fold"])
+
+
+def test_comparison_of_pipeline_baseline_control_and_modalities(
+    prepared, fold_models, baseline_run, permuted_run, tmp_path: Path
+) -> None:
+    from omics_ml.compare import compare_variants, paired_difference
+
+    tmp, _ = prepared
+    pipeline = pd.concat(
+        [pd.read_parquet(m.parent / "predictions.parquet") for m in fold_models],
+        ignore_index=True,
+    )
+    pipeline.to_parquet(tmp_path / "oof.parquet")
+    head = json.loads((fold_models[0] / "state.json").read_text())["head"]
+    result = compare_variants(
+        tmp_path / "oof.parquet",
+        head=head,
+        baseline=(baseline_run, tmp / "baseline.json"),
+        variants={"permuted": permuted_run},
+        missing=[m.parent / "missing.parquet" for m in fold_models],
+        metrics_out=tmp_path / "comparison.json",
+        plots={"comparison": tmp_path / "c.png", "modality_value": tmp_path / "m.png"},
+        primary_metric=None,
+        n_bootstrap=30,
+        confidence_level=0.9,
+        seed=0,
+    )
+    assert result["primary_metric"] == "balanced_accuracy"
+    assert result["chance"] == pytest.approx(1 / 3)
+    models = result["models"]
+    assert models["pipeline"]["balanced_accuracy"]["estimate"] > 0.8
+    assert abs(models["permuted outcome"]["balanced_accuracy"]["estimate"] - 1 / 3) < 0.15
+    # The paired difference is the difference of the two point estimates.
+    difference = result["pipeline_minus_baseline"]
+    assert difference["estimate"] == pytest.approx(
+        models["pipeline"]["balanced_accuracy"]["estimate"]
+        - models["linear baseline"]["balanced_accuracy"]["estimate"]
+    )
+    again = paired_difference(
+        pipeline,
+        pd.read_parquet(baseline_run),
+        head=head,
+        metric="balanced_accuracy",
+        n_bootstrap=30,
+        confidence_level=0.9,
+        seed=0,
+    )
+    assert again == difference
+    kinds = [row["kind"] for row in result["modality_value"]]
+    assert kinds == ["all"] + ["missing"] * 4
+    for png in ("c.png", "m.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="same rows"):
+        paired_difference(
+            pipeline.iloc[1:],
+            pd.read_parquet(baseline_run),
+            head=head,
+            metric="balanced_accuracy",
+            n_bootstrap=5,
+            confidence_level=0.9,
+            seed=0,
+        )
