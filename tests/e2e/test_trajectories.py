@@ -106,15 +106,15 @@ def test_survival_baseline_control_modality_value_and_subgroups(survival_run: Pa
     # Shuffled survival outcomes carry no signal: the control's C-index is near 0.5.
     assert abs(models["permuted outcome"]["c_index_harrell"]["estimate"] - 0.5) < 0.15
     settings = [row["setting"] for row in comparison["modality_value"]]
-    assert settings == [
-        "all modalities",
+    assert settings[0] == "all modalities"
+    assert set(settings[1:]) == {
         "expression alone",
         "clinical alone",
         "all but expression",
         "all but clinical",
         "expression missing at prediction",
         "clinical missing at prediction",
-    ]
+    }
     subgroups = read_json(results / "evaluate/subgroups.json")
     levels = subgroups["cv"]["subgroups"]
     assert set(levels["ER status"]) == {"ER-negative", "ER-positive"}
