@@ -722,7 +722,8 @@ def _rounds_by_tuning(
         "inner_cv_folds": len(folds),
         "n_inner_fit_rows": len(groups),
         "n_inner_validation_rows": 0,
-        "tuning": result.to_json(),
+        # Without the wall time: the same data, config and seed give the same model bytes.
+        "tuning": {k: v for k, v in result.to_json().items() if k != "elapsed_s"},
     }
     return {**params, **result.params}, result.n_rounds, result.score, facts
 

@@ -208,13 +208,19 @@ def missing_modality_predictions(pipeline: OmicsPipeline, adata: ad.AnnData) -> 
 
     The model is the same; only the inputs lose one modality (every column missing), as for a
     new patient who lacks that assay. One block per modality, marked by ``missing_modality``;
-    empty for a single-modality model.
+    empty for a single-modality model. The modality holding a future-value target is skipped:
+    its visits define the outcome itself.
     """
     frame = raw_input_frame(adata)
     outcomes = outcome_frame(adata)
+    target = None
+    if pipeline.landmarks is not None and pipeline.landmarks.target is not None:
+        target = str(pipeline.landmarks.target["feature"]).partition(FEATURE_SEPARATOR)[0]
     blocks = []
     if len(pipeline.inputs) > 1:
         for modality in pipeline.inputs:
+            if modality == target:
+                continue
             columns = [c for c in frame.columns if str(c).startswith(modality + FEATURE_SEPARATOR)]
             reduced = frame.drop(columns=columns)
             predicted = pipeline.evaluation_frame(reduced, outcomes)
