@@ -212,6 +212,43 @@ def _modality_rows(
     return rows
 
 
+def _plot_intervals(
+    labels: Sequence[str],
+    intervals: Sequence[Mapping[str, float]],
+    colours: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    xlabel: str,
+    chance: float | None,
+    reference: tuple[float, str] | None,
+    title: str,
+) -> None:
+    """One point and interval per row (first row at the top), with reference lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.6))
+    try:
+        y = np.arange(len(labels))[::-1]
+        est = np.array([v["estimate"] for v in intervals])
+        lower = np.array([v["lower"] for v in intervals])
+        upper = np.array([v["upper"] for v in intervals])
+        err = np.vstack([np.nan_to_num(est - lower), np.nan_to_num(upper - est)])
+        for i, colour in enumerate(colours):  # one interval per row
+            ax.errorbar(est[i], y[i], xerr=err[:, i : i + 1], fmt="o", color=colour, capsize=3)
+        if reference is not None:
+            ax.axvline(reference[0], color="tab:blue", alpha=0.4, label=reference[1])
+        if chance is not None:
+            ax.axvline(chance, linestyle="--", color="tab:red", label=f"chance ({chance:.2f})")
+        if reference is not None or chance is not None:
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_yticks(y, list(labels))
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def plot_comparison(
     models: Mapping[str, Mapping[str, Mapping[str, float]]],
     metric: str,
@@ -221,28 +258,25 @@ def plot_comparison(
     title: str,
 ) -> None:
     """Point and interval of ``metric`` per model, with the chance level dashed."""
-    names = list(models)
-    fig, ax = plt.subplots(figsize=(6.0, 0.6 * len(names) + 1.6))
-    try:
-        y = np.arange(len(names))[::-1]
-        est = np.array([models[n][metric]["estimate"] for n in names])
-        lower = np.array([models[n][metric]["lower"] for n in names])
-        upper = np.array([models[n][metric]["upper"] for n in names])
-        err = np.vstack([np.nan_to_num(est - lower), np.nan_to_num(upper - est)])
-        colours = ["tab:blue" if n == "pipeline" else "tab:grey" for n in names]
-        for i, colour in enumerate(colours):  # one interval per model
-            ax.errorbar(est[i], y[i], xerr=err[:, i : i + 1], fmt="o", color=colour, capsize=4)
-        if chance is not None:
-            ax.axvline(chance, linestyle="--", color="tab:red", label=f"chance ({chance:.2f})")
-            ax.legend(loc="lower right", fontsize=8)
-        ax.set_yticks(y, names)
-        ax.set_xlabel(metric)
-        ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    _plot_intervals(
+        list(models),
+        [models[name][metric] for name in models],
+        ["tab:blue" if name == "pipeline" else "tab:grey" for name in models],
+        path,
+        xlabel=f"out-of-fold {metric}",
+        chance=chance,
+        reference=None,
+        title=title,
+    )
+
+
+#: Colour of each kind of modality setting.
+_KIND_COLOURS = {
+    "all": "tab:blue",
+    "only": "tab:green",
+    "without": "tab:orange",
+    "missing": "tab:purple",
+}
 
 
 def plot_modality_value(
@@ -254,34 +288,16 @@ def plot_modality_value(
     title: str,
 ) -> None:
     """Point and interval of ``metric`` for every modality setting, grouped by kind."""
-    colours = {
-        "all": "tab:blue",
-        "only": "tab:green",
-        "without": "tab:orange",
-        "missing": "tab:purple",
-    }
-    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(rows) + 1.6))
-    try:
-        y = np.arange(len(rows))[::-1]
-        est = np.array([r["metrics"][metric]["estimate"] for r in rows])
-        lower = np.array([r["metrics"][metric]["lower"] for r in rows])
-        upper = np.array([r["metrics"][metric]["upper"] for r in rows])
-        err = np.vstack([np.nan_to_num(est - lower), np.nan_to_num(upper - est)])
-        for i, row in enumerate(rows):  # one interval per setting
-            colour = colours[row["kind"]]
-            ax.errorbar(est[i], y[i], xerr=err[:, i : i + 1], fmt="o", color=colour, capsize=3)
-        ax.axvline(est[0], color="tab:blue", alpha=0.4, label="all modalities")
-        if chance is not None:
-            ax.axvline(chance, linestyle="--", color="tab:red", label=f"chance ({chance:.2f})")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_yticks(y, [r["setting"] for r in rows])
-        ax.set_xlabel(f"out-of-fold {metric}")
-        ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    _plot_intervals(
+        [row["setting"] for row in rows],
+        [row["metrics"][metric] for row in rows],
+        [_KIND_COLOURS[row["kind"]] for row in rows],
+        path,
+        xlabel=f"out-of-fold {metric}",
+        chance=chance,
+        reference=(rows[0]["metrics"][metric]["estimate"], "all modalities"),
+        title=title,
+    )
 
 
 def compare_variants(
