@@ -67,8 +67,11 @@ def survival_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("landmark")
-    # Baseline and permuted control, but no modality-value runs (covered by the survival run).
-    config = _config(workdir, "longitudinal.yaml", evaluate={"modality_value": False})
+    # The linear baseline on landmark rows; the control and modality-value runs are covered by
+    # the survival and classification runs.
+    config = _config(
+        workdir, "longitudinal.yaml", evaluate={"modality_value": False, "permuted_control": False}
+    )
     run_workflow(workdir, config)
     return workdir
 
