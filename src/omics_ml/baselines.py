@@ -30,7 +30,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import ElasticNet, LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -48,6 +47,7 @@ from omics_ml.tasks import (
     TaskHead,
     horizon_label,
 )
+from omics_ml.tuning import grouped_folds
 
 __all__ = [
     "BASELINE_NAMES",
@@ -182,7 +182,8 @@ def inner_group_folds(
     """Subject-grouped, stratified inner folds of the training rows.
 
     The rows of a subject always fall in the same fold. With fewer subjects than ``n_folds``
-    there are as many folds as subjects.
+    there are as many folds as subjects. The folds themselves come from
+    :func:`omics_ml.tuning.grouped_folds`, as for the booster's inner folds.
 
     Parameters
     ----------
@@ -223,19 +224,7 @@ def inner_group_folds(
             f"groups hold {n_groups} subject(s); inner cross-validation needs at least 2 subjects."
         )
         raise ValueError(msg)
-    splitter = StratifiedGroupKFold(min(int(n_folds), n_groups), shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # rare strata: fewer members than folds
-        splits = splitter.split(np.zeros((strata_arr.size, 1)), strata_arr, group_codes)
-        folds = [
-            (np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64))
-            for train, val in splits
-            if train.size and val.size
-        ]
-    if len(folds) < 2:
-        msg = "groups: the subjects could not be spread over two inner folds; give more subjects."
-        raise ValueError(msg)
-    return folds
+    return grouped_folds(strata_arr, group_codes, n_splits=min(int(n_folds), n_groups), seed=seed)
 
 
 @dataclass

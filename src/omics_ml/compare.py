@@ -304,6 +304,7 @@ def compare_variants(
     pipeline_predictions: str | os.PathLike[str],
     *,
     head: Mapping[str, Any],
+    pipeline_metrics: str | os.PathLike[str] | None = None,
     baseline: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None,
     variants: Mapping[str, str | os.PathLike[str]],
     missing: Sequence[str | os.PathLike[str]],
@@ -322,6 +323,9 @@ def compare_variants(
         Pooled out-of-fold predictions of the pipeline.
     head : mapping
         The frozen task head of the fold models.
+    pipeline_metrics : path-like, optional
+        ``cv_metrics.json`` of the same predictions: its intervals (same bootstrap settings)
+        are reused instead of being computed again.
     baseline : (path, path) or None
         Pooled out-of-fold predictions of the linear baseline and its ``cv_metrics.json``
         (model and per-fold choices).
@@ -350,7 +354,11 @@ def compare_variants(
     chance = chance_level(metric, head)
     pipeline = pd.read_parquet(pipeline_predictions)
     common = {"n_bootstrap": n_bootstrap, "confidence_level": confidence_level, "seed": seed}
-    models: dict[str, dict[str, dict[str, float]]] = {"pipeline": _scored(pipeline, head, **common)}
+    models: dict[str, dict[str, dict[str, float]]] = {
+        "pipeline": read_json(pipeline_metrics)["metrics"]
+        if pipeline_metrics is not None
+        else _scored(pipeline, head, **common)
+    }
     result: dict[str, Any] = {"task": task, "primary_metric": metric, "chance": chance}
     if baseline is not None:
         baseline_predictions = pd.read_parquet(baseline[0])

@@ -488,15 +488,36 @@ class OmicsPipeline:
     ) -> tuple[pd.DataFrame, NDArray[np.float32], NDArray[np.float32], NDArray[np.object_] | None]:
         """Rows, features, 2-D SHAP contributions and the explained class of each row."""
         meta, features, _ = self.design(frame)
-        contribs = shap_contributions(self.booster, features)
+        _, contribs, explained = self.shap_values(features)
+        return meta, features, contribs, explained
+
+    def shap_values(
+        self, features: NDArray[np.float32], *, nthread: int | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.object_] | None]:
+        """SHAP contributions of booster features: all outputs, each row's explained output.
+
+        ``nthread`` limits XGBoost's threads (default: the booster's).
+
+        Returns
+        -------
+        contribs : ndarray
+            ``(n, p + 1)``, or ``(n, K, p + 1)`` for multiclass models.
+        explained : ndarray of shape (n, p + 1)
+            The contributions to each row's explained margin: its predicted class
+            (multiclass), the second class's log-odds (binary), or the task's margin.
+        classes : ndarray of str or None
+            The explained class of each row (classification).
+        """
+        contribs = shap_contributions(self.booster, features, nthread=nthread)
         if not isinstance(self.head, ClassificationHead):
-            return meta, features, contribs, None
+            return contribs, contribs, None
         if contribs.ndim == 3:  # multiclass: each row's predicted class
             index = self.head.predict_proba(self.booster, features).argmax(axis=1)
-            contribs = select_output(contribs, index)
+            explained = select_output(contribs, index)
         else:  # binary: the margin is the log-odds of the second class
-            index = np.ones(len(meta), dtype=np.int64)
-        return meta, features, contribs, np.asarray(self.classes, dtype=object)[index]
+            index = np.ones(features.shape[0], dtype=np.int64)
+            explained = contribs
+        return contribs, explained, np.asarray(self.classes, dtype=object)[index]
 
     def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Class probabilities of shape (n_rows, n_classes) (classification models)."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from omics_ml.explain import (
@@ -19,14 +20,12 @@ from omics_ml.explain import (
     modality_importance,
     plot_modality_importance,
     plot_shap_summary,
-    select_output,
-    shap_contributions,
 )
 from omics_ml.integrate import raw_input_frame
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.pipeline import OmicsPipeline
 from omics_ml.subgroups import plot_subgroups, subgroup_labels, subgroup_performance
-from omics_ml.tasks import DEFAULT_PROMOTION_METRIC, ClassificationHead
+from omics_ml.tasks import DEFAULT_PROMOTION_METRIC
 
 __all__ = ["SUBGROUP_METRICS", "evaluate_subgroups", "explain_final_model", "subgroup_values"]
 
@@ -76,15 +75,10 @@ def explain_final_model(
     split = read_json(splits)
     pipeline = OmicsPipeline.load(model_dir)
     _, values, _ = pipeline.design(raw_input_frame(adata[split["development"]]))
-    contribs = shap_contributions(pipeline.booster, values, nthread=nthread)
+    contribs, rows, _ = pipeline.shap_values(values, nthread=nthread)
     names = pipeline.feature_names
     features_table = global_importance(contribs, names)
     modalities_table = modality_importance(contribs, names)
-    rows = contribs
-    if contribs.ndim == 3:
-        assert isinstance(pipeline.head, ClassificationHead)
-        predicted = pipeline.head.predict_proba(pipeline.booster, values).argmax(axis=1)
-        rows = select_output(contribs, predicted)
     plot_shap_summary(
         rows,
         values,
@@ -114,13 +108,15 @@ def explain_final_model(
 
 def subgroup_values(adata: ad.AnnData, column: str) -> pd.Series:
     """One value per sample of a subgroup column: a sample-sheet column or ``modality:feature``."""
-    if column in adata.obs:
-        return pd.Series(adata.obs[column].to_numpy(), index=adata.obs_names.astype(str))
-    frame = raw_input_frame(adata)
-    if column not in frame:
+    index = adata.obs_names.astype(str)
+    if column in adata.obs:  # sample-sheet columns and text covariates
+        return pd.Series(adata.obs[column].to_numpy(), index=index)
+    if column not in adata.var_names:
         msg = f"subgroup column {column!r} is neither in the sample sheet nor an input column of the integrated data; check evaluate.subgroups."
         raise ValueError(msg)
-    return pd.Series(frame[column].to_numpy(), index=frame["sample_id"].astype(str).to_numpy())
+    # One raw column, not the whole input table.
+    values = np.asarray(adata[:, [column]].X, dtype=np.float64).reshape(-1)
+    return pd.Series(values, index=index)
 
 
 def _row_values(per_sample: pd.Series, adata: ad.AnnData, predictions: pd.DataFrame) -> pd.Series:

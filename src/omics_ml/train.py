@@ -221,8 +221,8 @@ def missing_modality_predictions(pipeline: OmicsPipeline, adata: ad.AnnData) -> 
         for modality in pipeline.inputs:
             if modality == target:
                 continue
-            columns = [c for c in frame.columns if str(c).startswith(modality + FEATURE_SEPARATOR)]
-            reduced = frame.drop(columns=columns)
+            own = frame.columns.astype(str).str.startswith(modality + FEATURE_SEPARATOR)
+            reduced = frame.loc[:, ~own]
             predicted = pipeline.evaluation_frame(reduced, outcomes)
             predicted.insert(0, "missing_modality", modality)
             blocks.append(predicted)

@@ -94,7 +94,8 @@ def read_sample_sheet(
         CSV, TSV or Parquet file with columns ``sample_id`` and ``subject_id`` and optionally
         ``visit_time`` (numeric) and batch columns. Other columns are ignored.
     batch_columns : tuple of str, default=("batch",)
-        Batch-label columns to keep (as text) where present.
+        Further columns to keep (as text) where present: batch labels and the sample-sheet
+        columns that define evaluation subgroups.
 
     Returns
     -------
@@ -442,9 +443,9 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
         for spec in (config.get("evaluate") or {}).get("subgroups") or []
         if ":" not in str(spec["column"])
     )
-    batch_columns = tuple(dict.fromkeys([*batch_columns, *subgroup_columns]))
+    sheet_columns = tuple(dict.fromkeys([*batch_columns, *subgroup_columns]))
     samples_path = _config_value(config, "cohort", "samples")
-    samples = read_sample_sheet(samples_path, batch_columns=batch_columns)
+    samples = read_sample_sheet(samples_path, batch_columns=sheet_columns)
     _check_subgroup_columns(config, samples, samples_path)
     task = config.get("task", "classification")
     longitudinal = config.get("longitudinal") or {}
@@ -486,7 +487,7 @@ def load_cohort(config: dict[str, Any]) -> pl.DataFrame:
         )
     extra = [
         c
-        for c in ("visit_time", *batch_columns)
+        for c in ("visit_time", *sheet_columns)
         if c in samples.columns and c not in outcomes.columns
     ]
     return pl.concat([outcomes, samples.select(extra)] if extra else [outcomes], how="horizontal")

@@ -25,6 +25,7 @@ rule aggregate_folds:
 rule compare_variants:
     input:
         pipeline=rules.aggregate_folds.output.predictions,
+        pipeline_metrics=rules.aggregate_folds.output.metrics,
         state=expand(rules.train_fold.output.state, fold=FOLDS[0]),
         missing=expand(rules.train_fold.output.missing, fold=FOLDS),
         variants=expand(rules.train_variant.output.predictions, variant=VARIANTS),

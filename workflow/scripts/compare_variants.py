@@ -9,6 +9,7 @@ inputs = snakemake.input
 compare_variants(
     inputs.pipeline,
     head=read_json(inputs.state[0])["head"],
+    pipeline_metrics=inputs.pipeline_metrics,
     baseline=(inputs.baseline, inputs.baseline_metrics) if inputs.baseline else None,
     variants=dict(zip(snakemake.params.variants, inputs.variants, strict=True)),
     missing=list(inputs.missing),
