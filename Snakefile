@@ -17,14 +17,14 @@ include: "workflow/rules/normalise.smk"
 include: "workflow/rules/integrate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/register.smk"
+include: "workflow/rules/track.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/register.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.report_html.output.html,
         rules.register_model.output.info,
 
 

@@ -116,6 +116,18 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from omics_ml.model_versions import format_versions, versions_table
+
+    # main() has set the results/mlflow store when neither --tracking-uri nor
+    # $MLFLOW_TRACKING_URI is given; otherwise MLflow resolves it, as for `predict`.
+    uri = args.tracking_uri or mlflow.get_tracking_uri()
+    print(format_versions(versions_table(uri, args.name), tracking_uri=uri))
+    return 0
+
+
 def _summary(args: argparse.Namespace) -> int:
     print(run_summary(args.results))
     return 0
@@ -178,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", default="config/config.yaml")
     v.add_argument("--qc-out", default=None, help="write the QC summary JSON here")
     v.set_defaults(func=_validate)
+
+    m = sub.add_parser(
+        "models",
+        help="list registered model versions with their aliases, promotion decision and metrics",
+    )
+    m.add_argument("--name", default=None, help="one registered model (default: all)")
+    m.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db if present)",
+    )
+    m.set_defaults(func=_models)
 
     s = sub.add_parser("summary", help="print the metrics, model and commands of a finished run")
     s.add_argument("--results", default="results")

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from omics_ml.io import atomic_output
 
 __all__ = [
+    "feature_importance_table",
     "global_importance",
     "modality_contributions",
     "modality_importance",
@@ -223,6 +224,49 @@ def global_importance(contribs: NDArray, feature_names: Sequence[str]) -> pd.Dat
             "mean_abs_shap": mean_abs[order],
         }
     )
+
+
+def feature_importance_table(
+    booster: xgb.Booster, contribs: NDArray, feature_names: Sequence[str]
+) -> pd.DataFrame:
+    """Every feature's mean absolute SHAP value next to XGBoost's split statistics.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        The fitted booster; its feature ``i`` is ``feature_names[i]``.
+    contribs : ndarray
+        Its SHAP contributions on the rows to summarise (see :func:`global_importance`).
+    feature_names : sequence of str
+        The ``p`` qualified feature names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``modality``, ``feature``, ``mean_abs_shap``, ``total_gain``, ``gain`` (mean
+        gain per split), ``weight`` (number of splits) and ``total_cover``; features the trees
+        never split on have 0. Sorted by ``mean_abs_shap`` descending.
+    """
+    table = global_importance(contribs, feature_names)
+    names = list(feature_names)
+    booster_names = booster.feature_names or [f"f{i}" for i in range(len(names))]
+    rename = dict(zip(booster_names, names, strict=True))
+    for column, kind in (
+        ("total_gain", "total_gain"),
+        ("weight", "weight"),
+        ("total_cover", "total_cover"),
+    ):
+        scores = {rename[k]: v for k, v in booster.get_score(importance_type=kind).items()}
+        table[column] = table["feature"].map(scores).fillna(0.0).astype(np.float64)
+    table["gain"] = np.divide(
+        table["total_gain"].to_numpy(),
+        table["weight"].to_numpy(),
+        out=np.zeros(len(table)),
+        where=table["weight"].to_numpy() > 0,
+    )
+    return table[
+        ["modality", "feature", "mean_abs_shap", "total_gain", "gain", "weight", "total_cover"]
+    ]
 
 
 def modality_contributions(contribs2d: NDArray, feature_names: Sequence[str]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
@@ -23,6 +24,7 @@ __all__ = [
     "PIPELINE_ARTIFACT",
     "RawOmicsModel",
     "input_contract",
+    "input_example",
     "model_signature",
 ]
 
@@ -114,3 +116,41 @@ def model_signature(pipeline: OmicsPipeline) -> ModelSignature:
     )
     outputs = Schema([ColSpec(kind, name) for name, kind in pipeline.output_columns()])
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(pipeline: OmicsPipeline, raw: pd.DataFrame) -> pd.DataFrame:
+    """A one-row input example that is no patient: each raw feature's median (or mode).
+
+    MLflow stores the example with the model and shows it to whoever serves it. Real rows
+    would put a patient's raw omics into the artifact, so the example summarises the training
+    rows instead: the median of every numeric feature and the most frequent value of every
+    text feature and batch label. A longitudinal model gets one visit at time 0 of an example
+    subject.
+
+    Parameters
+    ----------
+    pipeline : OmicsPipeline
+        The fitted pipeline (its raw input columns).
+    raw : pandas.DataFrame
+        Raw input rows of the training samples (:func:`omics_ml.integrate.raw_input_frame`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row with ``sample_id``, ``subject_id``, ``visit_time`` (longitudinal models),
+        every raw input column and the batch-label columns.
+    """
+    text = set(pipeline.text_columns)
+    numeric = [c for c in pipeline.input_columns if c not in text]
+    row: dict[str, object] = {"sample_id": "example", "subject_id": "example"}
+    if pipeline.landmarks is not None:
+        row["visit_time"] = 0.0
+    medians = raw[numeric].median(skipna=True).to_numpy(dtype=np.float64)
+    row.update(zip(numeric, medians.tolist(), strict=True))
+    for column in [*pipeline.input_columns, *pipeline.batch_columns]:
+        if column in text or column in pipeline.batch_columns:
+            # ties go to the first value in sorted order, so the example is deterministic
+            counts = raw[column].dropna().astype(str).value_counts().sort_index()
+            row[column] = str(counts.idxmax()) if len(counts) else None
+    ids = [c for c in ("sample_id", "subject_id", "visit_time") if c in row]
+    return pd.DataFrame([row])[[*ids, *pipeline.input_columns, *pipeline.batch_columns]]

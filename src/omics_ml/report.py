@@ -284,7 +284,7 @@ def _explanation_section(
 
 def render_report(
     *,
-    model_info: Mapping[str, Any],
+    run_info: Mapping[str, Any],
     qc: Mapping[str, Any],
     cv: Mapping[str, Any],
     holdout: Mapping[str, Any],
@@ -339,20 +339,25 @@ def render_report(
     task = state.get("task", "classification")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>omics-ml report: {html.escape(model_info['model_name'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>omics-ml report: {html.escape(model_info['model_name'])} version {html.escape(str(model_info['model_version']))}</h1>",
+        f"<title>omics-ml report: {html.escape(run_info['model_name'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>omics-ml report: {html.escape(run_info['model_name'])}, run {html.escape(run_info['run_id'][:8])}</h1>",
         _table(
             ["item", "value"],
             [
                 *_task_rows(state),
-                ["MLflow run", model_info["run_id"]],
-                ["model URI", model_info["model_uri"]],
+                ["MLflow run (parent)", run_info["run_id"]],
+                ["final-model run", run_info["final_run_id"]],
+                ["logged model", run_info["logged_model_uri"]],
+                ["tracking store", run_info["tracking_uri"]],
                 [
-                    "champion alias",
-                    "moved to this version" if model_info["promoted"] else "not moved",
+                    "registration",
+                    f"the last step registers this model as a new version of "
+                    f"{run_info['model_name']} (alias challenger); it takes the champion alias "
+                    f"by the rule '{run_info['promotion_rule']}' on holdout "
+                    f"{run_info['promotion_metric']} (margin {run_info['promotion_margin']:g}; "
+                    f"this run: {run_info['holdout_estimates'][run_info['promotion_metric']]:.4f}). "
+                    "`omics-ml models` lists the versions and the decisions.",
                 ],
-                ["promotion reason", model_info["promotion_reason"]],
-                ["tracking store", model_info["tracking_uri"]],
             ],
         ),
     ]
@@ -413,12 +418,12 @@ def render_report(
         ),
         *(_explanation_section(shap, images("shap_summary", "shap_modalities")) if shap else []),
         "<h2>Use the model</h2>",
-        f"<p><code>omics-ml predict --model {html.escape(model_info['champion_uri'])} "
-        f"--tracking-uri {html.escape(model_info['tracking_uri'])} --input DIR "
+        f"<p><code>omics-ml predict --model {html.escape(run_info['champion_uri'])} "
+        f"--tracking-uri {html.escape(run_info['tracking_uri'])} --input DIR "
         f"{'--samples SHEET ' if state.get('landmarks') else ''}--output predictions.csv "
         "--plot DIR</code></p>",
-        f"<p><code>{html.escape(model_info['ui_command'])}</code>, then open "
-        f"<code>{html.escape(model_info['ui_runs_page'])}</code></p>",
+        f"<p><code>{html.escape(run_info['ui_command'])}</code>, then open "
+        f"<code>{html.escape(run_info['ui_runs_page'])}</code></p>",
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -426,7 +431,7 @@ def render_report(
 
 def write_report(
     *,
-    model_info: str | os.PathLike[str],
+    run_info: str | os.PathLike[str],
     qc: str | os.PathLike[str],
     cv_metrics: str | os.PathLike[str],
     holdout_metrics: str | os.PathLike[str],
@@ -446,7 +451,7 @@ def write_report(
         return read_json(files[name]) if name in files else None
 
     text = render_report(
-        model_info=read_json(model_info),
+        run_info=read_json(run_info),
         qc=read_json(qc),
         cv=read_json(cv_metrics),
         holdout=read_json(holdout_metrics),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from omics_ml.explain import (
+    feature_importance_table,
     global_importance,
     modality_importance,
     plot_modality_importance,
@@ -56,6 +57,7 @@ def explain_final_model(
     summary_plot: str | os.PathLike[str],
     modality_plot: str | os.PathLike[str],
     holdout_out: str | os.PathLike[str],
+    table_out: str | os.PathLike[str],
     top: int,
     nthread: int,
 ) -> dict[str, Any]:
@@ -63,7 +65,8 @@ def explain_final_model(
 
     Contributions come from XGBoost's exact tree SHAP (``pred_contribs``) of the booster on the
     features it sees (after normalisation, landmark summaries and selection). For multiclass
-    models each row is explained for its predicted class.
+    models each row is explained for its predicted class. ``table_out`` (CSV) lists every
+    feature's mean absolute SHAP value and the booster's gain, split count and cover.
 
     Returns
     -------
@@ -78,6 +81,8 @@ def explain_final_model(
     contribs, rows, _ = pipeline.shap_values(values, nthread=nthread)
     names = pipeline.feature_names
     features_table = global_importance(contribs, names)
+    with atomic_output(table_out) as tmp:
+        feature_importance_table(pipeline.booster, contribs, names).to_csv(tmp, index=False)
     modalities_table = modality_importance(contribs, names)
     plot_shap_summary(
         rows,

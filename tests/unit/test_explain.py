@@ -12,6 +12,7 @@ import pytest
 import xgboost as xgb
 
 from omics_ml.explain import (
+    feature_importance_table,
     global_importance,
     modality_contributions,
     modality_importance,
@@ -208,6 +209,36 @@ def test_global_importance_two_dimensional(models, contribs) -> None:
     order = np.argsort(-expected, kind="stable")
     assert table["feature"].tolist() == [fitted.names[i] for i in order]
     assert table["feature"].iloc[0] in fitted.booster.get_score()
+
+
+@pytest.mark.parametrize("key", ["multiclass", "cox"])
+def test_feature_importance_table_joins_shap_and_xgboost_scores(models, contribs, key) -> None:
+    fitted = models[key]
+    table = feature_importance_table(fitted.booster, contribs[key], fitted.names)
+    assert list(table.columns) == [
+        "modality",
+        "feature",
+        "mean_abs_shap",
+        "total_gain",
+        "gain",
+        "weight",
+        "total_cover",
+    ]
+    assert sorted(table["feature"]) == sorted(fitted.names)
+    pd.testing.assert_frame_equal(
+        table[["feature", "modality", "mean_abs_shap"]].reset_index(drop=True),
+        global_importance(contribs[key], fitted.names)[["feature", "modality", "mean_abs_shap"]],
+    )
+    by_name = table.set_index("feature")
+    for name, value in fitted.booster.get_score(importance_type="total_gain").items():
+        assert by_name.loc[name, "total_gain"] == pytest.approx(value)
+    for name, value in fitted.booster.get_score(importance_type="gain").items():
+        assert by_name.loc[name, "gain"] == pytest.approx(value, rel=1e-5)
+    unused = set(fitted.names) - set(fitted.booster.get_score(importance_type="weight"))
+    assert unused, "some features are never split on"
+    assert (by_name.loc[sorted(unused), ["total_gain", "gain", "weight"]] == 0).all().all()
+    # A feature the trees never split on has no SHAP value either.
+    assert (by_name.loc[sorted(unused), "mean_abs_shap"] == 0).all()
 
 
 def test_modality_contributions_sum_to_margin(models, contribs) -> None:

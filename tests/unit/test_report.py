@@ -27,14 +27,16 @@ def _png(tmp_path: Path) -> Path:
 def _run(png: Path) -> dict:
     """The outputs of a small classification run."""
     return dict(
-        model_info={
+        run_info={
             "model_name": "demo",
-            "model_version": "3",
-            "run_id": "abc",
-            "model_uri": "models:/demo/3",
+            "run_id": "abc12345ffff",
+            "final_run_id": "def",
+            "logged_model_uri": "models:/m-123",
             "champion_uri": "models:/demo@champion",
-            "promoted": False,
-            "promotion_reason": "worse",
+            "promotion_rule": "if_better",
+            "promotion_metric": "balanced_accuracy",
+            "promotion_margin": 0.01,
+            "holdout_estimates": {"balanced_accuracy": 0.75},
             "tracking_uri": "sqlite:///x.db",
             "ui_command": "mlflow ui --backend-store-uri sqlite:///x.db",
             "ui_runs_page": "http://127.0.0.1:5000/#/experiments/1/runs",
@@ -86,11 +88,12 @@ def _run(png: Path) -> dict:
 
 def test_render_report_contains_metrics_plots_and_commands(tmp_path: Path) -> None:
     html = render_report(**_run(_png(tmp_path)))
-    assert "demo version 3" in html
+    assert "demo, run abc12345" in html
+    assert "holdout balanced_accuracy (margin 0.01; this run: 0.7500)" in html
     assert "MissingnessFilter → MedianScaling" in html
     assert "0.877" in html and "0.543" in html and "90% CI" in html
     assert "data:image/png;base64," in html
-    assert "not moved" in html
+    assert "if_better" in html and "models:/m-123" in html
     assert "<td>3</td>" in html  # features kept
 
 

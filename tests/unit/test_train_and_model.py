@@ -14,7 +14,13 @@ import yaml
 
 from omics_ml.cli import main
 from omics_ml.integrate import raw_input_frame
-from omics_ml.model import MODEL_CODE_PATH, PIPELINE_ARTIFACT, input_contract, model_signature
+from omics_ml.model import (
+    MODEL_CODE_PATH,
+    PIPELINE_ARTIFACT,
+    input_contract,
+    input_example,
+    model_signature,
+)
 from omics_ml.pipeline import OmicsPipeline
 from omics_ml.predict import predict_files
 from omics_ml.train import (
@@ -249,6 +255,27 @@ def test_text_and_batch_model_state(text_and_batch) -> None:
         features.set_index("sample_id").loc[served["sample_id"]].filter(regex="^prob_").to_numpy(),
         atol=1e-12,
     )
+
+
+def test_input_example_summarises_training_rows(text_and_batch) -> None:
+    tmp = text_and_batch["tmp"]
+    pipeline = OmicsPipeline.load(tmp / "final")
+    development = json.loads((tmp / "splits.json").read_text())["development"]
+    raw = raw_input_frame(ad.read_h5ad(tmp / "features.h5ad")[development])
+    example = input_example(pipeline, raw)
+    assert list(example.columns) == ["sample_id", "subject_id", *pipeline.input_columns, "run"]
+    assert example.shape[0] == 1 and example.loc[0, "sample_id"] == "example"
+    numeric = [c for c in pipeline.input_columns if c not in pipeline.text_columns]
+    np.testing.assert_allclose(
+        example.loc[0, numeric].to_numpy(np.float64), np.nanmedian(raw[numeric], axis=0)
+    )
+    assert example.loc[0, "clinical:stage"] == raw["clinical:stage"].mode().sort_values().iloc[0]
+    # No training row is the example (it is a summary, not a patient), and it predicts.
+    assert not (raw[numeric].to_numpy() == example[numeric].to_numpy()).all(axis=1).any()
+    assert example.loc[0, "run"] == raw["run"].mode().sort_values().iloc[0]
+    predicted = pipeline.predict_frame(example)
+    assert predicted["sample_id"].tolist() == ["example"]
+    np.testing.assert_allclose(predicted.filter(regex="^prob_").sum(axis=1), 1.0)
 
 
 def test_predict_files_and_cli_with_samples_sheet(

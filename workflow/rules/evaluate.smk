@@ -61,6 +61,7 @@ rule explain_model:
         summary="results/evaluate/shap_summary.png",
         modalities="results/evaluate/shap_modalities.png",
         holdout="results/evaluate/holdout_explanations.parquet",
+        table="results/evaluate/feature_importance.csv",
     log:
         "logs/explain_model.log",
     benchmark:
@@ -102,5 +103,6 @@ rule subgroup_performance:
 REVIEW_FILES = [
     *rules.compare_variants.output,
     *rules.explain_model.output[:3],
+    rules.explain_model.output.table,
     *(rules.subgroup_performance.output if SUBGROUPS else []),
 ]

@@ -1,18 +1,8 @@
+# The last step: a version exists only once the whole run, its checks and its report are done.
 rule register_model:
     input:
-        qc=rules.validate_inputs.output.qc,
-        splits=rules.split_cohort.output.splits,
-        features=rules.integrate_features.output.h5ad,
-        fold_metrics=expand(rules.train_fold.output.metrics, fold=FOLDS),
-        cv_metrics=rules.aggregate_folds.output.metrics,
-        oof_predictions=rules.aggregate_folds.output.predictions,
-        holdout_metrics=rules.train_final.output.metrics,
-        holdout_predictions=rules.train_final.output.predictions,
-        plots=[*rules.aggregate_folds.output.plots, *rules.train_final.output.plots],
-        state=rules.train_final.output.state,
-        booster=rules.train_final.output.booster,
-        comparison=rules.compare_variants.output.metrics,
-        reviews=REVIEW_FILES,
+        run=rules.log_run.output.info,
+        report=rules.report_html.output.html,
     output:
         info="results/register/model.json",
     log:
@@ -22,9 +12,7 @@ rule register_model:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        source_dir=str(REPO),
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/register_model.py"

@@ -1,11 +1,11 @@
 rule report_html:
     input:
-        info=rules.register_model.output.info,
+        info=rules.log_run.output.info,
         qc=rules.validate_inputs.output.qc,
         cv_metrics=rules.aggregate_folds.output.metrics,
         holdout_metrics=rules.train_final.output.metrics,
         state=rules.train_final.output.state,
-        plots=rules.register_model.input.plots,
+        plots=rules.log_run.input.plots,
         reviews=REVIEW_FILES,
     output:
         html="results/report/report.html",

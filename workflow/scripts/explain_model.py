@@ -14,6 +14,7 @@ explain_final_model(
     summary_plot=snakemake.output.summary,
     modality_plot=snakemake.output.modalities,
     holdout_out=snakemake.output.holdout,
+    table_out=snakemake.output.table,
     top=snakemake.config["evaluate"]["explain_top"],
     nthread=snakemake.threads,
 )

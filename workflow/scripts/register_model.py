@@ -1,26 +1,13 @@
-"""Rule register_model; the logic lives in omics_ml.tracking."""
-
-from pathlib import Path
+"""Rule register_model; the logic lives in omics_ml.tracking and omics_ml.registry."""
 
 from omics_ml.io import log_to_file
-from omics_ml.tracking import log_pipeline_run
+from omics_ml.tracking import register_logged_model, terminate_on_sigterm
 
 log_to_file(snakemake.log[0])
-log_pipeline_run(
-    config=snakemake.config,
-    qc=snakemake.input.qc,
-    splits=snakemake.input.splits,
-    features=snakemake.input.features,
-    fold_metrics=snakemake.input.fold_metrics,
-    cv_metrics=snakemake.input.cv_metrics,
-    oof_predictions=snakemake.input.oof_predictions,
-    holdout_metrics=snakemake.input.holdout_metrics,
-    holdout_predictions=snakemake.input.holdout_predictions,
-    plots=snakemake.input.plots,
-    model_dir=Path(snakemake.input.state).parent,
+terminate_on_sigterm()
+register_logged_model(
+    snakemake.input.run,
+    report=snakemake.input.report,
     model_info_out=snakemake.output.info,
-    results_dir="results",
-    source_dir=snakemake.params.source_dir,
-    comparison=snakemake.input.comparison,
-    review_files=snakemake.input.reviews,
+    lock_timeout_s=snakemake.config["tracking"]["lock_timeout_s"],
 )

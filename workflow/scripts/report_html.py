@@ -2,11 +2,10 @@
 
 from omics_ml.io import log_to_file
 from omics_ml.report import write_report
-from omics_ml.tracking import log_report
 
 log_to_file(snakemake.log[0])
 write_report(
-    model_info=snakemake.input.info,
+    run_info=snakemake.input.info,
     qc=snakemake.input.qc,
     cv_metrics=snakemake.input.cv_metrics,
     holdout_metrics=snakemake.input.holdout_metrics,
@@ -15,4 +14,3 @@ write_report(
     html_out=snakemake.output.html,
     reviews=snakemake.input.reviews,
 )
-log_report(snakemake.input.info, snakemake.output.html)
