@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
+# Two workers, each test file whole on one worker (module fixtures run their workflow once):
+# while one worker's workflow waits on a single job, the other uses the idle core.
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests workflow/scripts benchmarks resources
