@@ -7,7 +7,6 @@ those of every run.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,15 @@ import pytest
 import yaml
 from browser import artifact_dir, chromium_unavailable_reason, headless_chromium, open_and_wait
 from mlflow_server import start_mlflow_server
-from workflow_runner import BIN, REPO, read_json, run_workflow
+from workflow_runner import (
+    BIN,
+    REPO,
+    read_json,
+    run_workflow,
+    save_config,
+    workflow_command,
+    workflow_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,31 +79,18 @@ def small_config(directory: Path, **overrides: dict) -> Path:
         "n_bootstrap": 200,
     }
     config["tracking"]["model_name"] = "tcga_small"
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return save_config(directory, config, overrides)
 
 
-def _snakemake(workdir: Path, config: Path, *extra: str) -> subprocess.Popen:
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
-        "--cores",
-        "1",
-        "--show-failed-logs",
-        *extra,
-    ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def _snakemake(workdir: Path, config: Path) -> subprocess.Popen:
+    """Start the workflow on one core without waiting for it."""
     return subprocess.Popen(
-        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        workflow_command(workdir, config, cores=1),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=workflow_env(),
     )
 
 
@@ -182,8 +176,7 @@ def test_failed_run_registers_nothing_and_moves_no_alias(concurrent_runs: dict) 
             concurrent_runs["configs"][0],
             "--forcerun",
             "log_run",
-            "--cores",
-            "1",
+            cores=1,
             check=False,
         )
     finally:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_runner import BIN, REPO, read_json, run_workflow
+from workflow_runner import BIN, REPO, read_json, run_workflow, save_config
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +31,7 @@ def _config(directory: Path, name: str, **overrides: dict) -> Path:
         spec["path"] = str(REPO / spec["path"])
     config["model"].update(FAST)
     config.setdefault("evaluate", {})["n_bootstrap"] = 20
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return save_config(directory, config, overrides)
 
 
 def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import yaml
-from workflow_runner import BIN, REPO, read_json, run_workflow
+from workflow_runner import BIN, REPO, read_json, run_workflow, save_config
 
 EXAMPLE = REPO / "resources" / "example"
 
@@ -26,12 +26,7 @@ def write_config(directory: Path, *, data: Path = EXAMPLE, **overrides: dict) ->
         spec["path"] = str(data / Path(spec["path"]).name)
     # A tiny tuning budget keeps the tests fast; the search itself is the same.
     config["tuning"]["n_trials"] = 3
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return save_config(directory, config, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +159,7 @@ def test_mlflow_store_runs_and_registry(example_run: Path) -> None:
     assert "cv_balanced_accuracy_ci_low" in parent.data.metrics
     assert "holdout_balanced_accuracy_ci_high" in parent.data.metrics
     assert parent.data.params["split.n_splits"] == "5"
-    assert (
-        len(parent.data.tags["git.commit"]) == 40 or parent.data.tags["git.commit"] == "unknown"
-    )
+    assert len(parent.data.tags["git.commit"]) == 40 or parent.data.tags["git.commit"] == "unknown"
     children = client.search_runs(
         [info["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{info['run_id']}'"
     )

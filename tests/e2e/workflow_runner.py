@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run_workflow(
-    workdir: Path, config: Path, *targets: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    cmd = [
+def workflow_command(workdir: Path, config: Path, *args: str, cores: int = 2) -> list[str]:
+    """The ``snakemake`` command line that runs the workflow in ``workdir``."""
+    return [
         str(BIN / "snakemake"),
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -26,15 +26,37 @@ def run_workflow(
         "--configfile",
         str(config),
         "--cores",
-        "2",
+        str(cores),
         "--show-failed-logs",
-        *targets,
+        *args,
     ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, check=False)
+
+
+def workflow_env() -> dict[str, str]:
+    """The environment of a workflow run: this virtual environment's tools first on PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_workflow(
+    workdir: Path, config: Path, *targets: str, check: bool = True, cores: int = 2
+) -> subprocess.CompletedProcess:
+    cmd = workflow_command(workdir, config, *targets, cores=cores)
+    result = subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, env=workflow_env(), check=False
+    )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def save_config(directory: Path, config: dict, overrides: dict[str, dict]) -> Path:
+    """Update config sections with ``overrides`` and write it to ``directory/config.yaml``."""
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def read_json(path: Path) -> dict:
