@@ -13,22 +13,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from browser import artifact_dir, chromium_unavailable_reason, headless_chromium, open_and_wait
 from mlflow_server import start_mlflow_server
 from workflow_runner import (
     BIN,
-    REPO,
     read_json,
     run_workflow,
-    save_config,
+    small_config,
     workflow_command,
     workflow_env,
 )
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = REPO / "resources" / "example"
 #: Tags every pipeline run carries (besides one data digest per input file).
 RUN_TAGS = {
     "git.commit",
@@ -59,27 +56,6 @@ VERSION_TAGS = {
     "promotion.champion_value",
     "data_digest.modality.mrna",
 }
-
-
-def small_config(directory: Path, **overrides: dict) -> Path:
-    """The example config cut down to mRNA and protein, 2 outer folds and a tiny tuning budget."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key in ("samples", "outcomes"):
-        config["cohort"][key] = str(EXAMPLE / Path(config["cohort"][key]).name)
-    config["modalities"] = {m: config["modalities"][m] for m in ("mrna", "protein")}
-    for spec in config["modalities"].values():
-        spec["path"] = str(EXAMPLE / Path(spec["path"]).name)
-    config["split"]["n_splits"] = 2
-    config["model"]["n_estimators"] = 150
-    config["tuning"].update(n_trials=2, inner_cv_folds=2)
-    config["evaluate"] = {
-        "baseline": False,
-        "permuted_control": False,
-        "modality_value": False,
-        "n_bootstrap": 200,
-    }
-    config["tracking"]["model_name"] = "tcga_small"
-    return save_config(directory, config, overrides)
 
 
 def _snakemake(workdir: Path, config: Path) -> subprocess.Popen:
@@ -297,7 +273,9 @@ def test_server_registry_versions_lineage_and_promotion(server_runs: dict, tmp_p
     aliases = {k: str(v) for k, v in client.get_registered_model("tcga_small").aliases.items()}
     assert aliases == ({"champion": "2"} if expected else {"champion": "1", "challenger": "2"})
     # The artifact holds no pickle, carries its input example, and serves through the server.
+    # Both URIs: an earlier test in this process may have pointed the registry elsewhere.
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     local = Path(
         mlflow.artifacts.download_artifacts("models:/tcga_small/2", dst_path=str(tmp_path))
     )

@@ -13,6 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+EXAMPLE = REPO / "resources" / "example"
 
 
 def workflow_command(workdir: Path, config: Path, *args: str, cores: int = 2) -> list[str]:
@@ -61,3 +62,24 @@ def save_config(directory: Path, config: dict, overrides: dict[str, dict]) -> Pa
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def small_config(directory: Path, **overrides: dict) -> Path:
+    """The example config cut down to mRNA and protein, 2 outer folds and a tiny tuning budget."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key in ("samples", "outcomes"):
+        config["cohort"][key] = str(EXAMPLE / Path(config["cohort"][key]).name)
+    config["modalities"] = {m: config["modalities"][m] for m in ("mrna", "protein")}
+    for spec in config["modalities"].values():
+        spec["path"] = str(EXAMPLE / Path(spec["path"]).name)
+    config["split"]["n_splits"] = 2
+    config["model"]["n_estimators"] = 150
+    config["tuning"].update(n_trials=2, inner_cv_folds=2)
+    config["evaluate"] = {
+        "baseline": False,
+        "permuted_control": False,
+        "modality_value": False,
+        "n_bootstrap": 200,
+    }
+    config["tracking"]["model_name"] = "tcga_small"
+    return save_config(directory, config, overrides)
