@@ -28,6 +28,7 @@ from sklearn.metrics import (
 )
 
 from omics_ml.calibration import brier_score, expected_calibration_error
+from omics_ml.io import save_figure
 
 __all__ = [
     "METRICS",
@@ -205,7 +206,7 @@ def plot_confusion(
     )
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -231,5 +232,5 @@ def plot_roc(
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -27,7 +28,9 @@ __all__ = [
     "log_to_file",
     "read_json",
     "read_matrix",
+    "save_figure",
     "scan_table",
+    "terminate_on_sigterm",
     "write_json",
 ]
 
@@ -81,6 +84,21 @@ def log_to_file(path: str | os.PathLike[str]) -> None:
         )
 
     sys.excepthook = _log_uncaught
+
+
+def terminate_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` for the rest of this process.
+
+    Cluster schedulers stop a job with SIGTERM (``scancel``, a time limit) before SIGKILL.
+    Python would die at once; as ``SystemExit`` the job unwinds instead: an open
+    :func:`atomic_output` removes its temporary file, so no partial output is left, and open
+    MLflow runs end as FAILED.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _separator(path: Path) -> str | None:
@@ -287,6 +305,13 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
@@ -301,10 +326,19 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would, so
+        # results stay readable by the group on a shared cluster file system.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:
+    """Save a matplotlib figure atomically (the format follows ``path``'s suffix)."""
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

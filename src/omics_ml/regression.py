@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 from omics_ml.evaluate import subject_bootstrap
+from omics_ml.io import save_figure
 
 __all__ = [
     "REGRESSION_METRICS",
@@ -314,5 +315,5 @@ def plot_predicted_vs_observed(
     )
     ax.title.set_fontsize(10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -37,6 +37,7 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from omics_ml.evaluate import subject_bootstrap
+from omics_ml.io import save_figure
 
 __all__ = [
     "AFT_DISTRIBUTIONS",
@@ -681,7 +682,7 @@ def plot_calibration(
     axes[0, 0].set_ylabel("Observed risk (Kaplan-Meier)")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -735,7 +736,7 @@ def plot_km_by_risk_group(
     )
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return stats
 
@@ -779,5 +780,5 @@ def plot_survival_curves(
     ax.set(xlabel="Time", ylabel="Predicted survival probability", ylim=(0, 1.02), title=title)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import tempfile
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata as importlib_metadata
@@ -59,11 +59,11 @@ from omics_ml.tasks import DEFAULT_PROMOTION_METRIC
 __all__ = [
     "default_store",
     "experiment_id",
+    "init_tracking",
     "log_pipeline_run",
     "register_logged_model",
     "resolve_store",
     "store_lock",
-    "terminate_on_sigterm",
 ]
 
 logger = logging.getLogger(__name__)
@@ -158,13 +158,96 @@ def experiment_id(client: MlflowClient, name: str, artifact_location: str | None
         return client.get_experiment_by_name(name).experiment_id
 
 
-def terminate_on_sigterm() -> None:
-    """Turn SIGTERM (a cancelled job) into SystemExit, so open MLflow runs end as FAILED."""
+def _check_server(uri: str, timeout_s: float = 15.0) -> None:
+    """Fail at once, with the fix, if a tracking server does not answer ``GET /health``.
 
-    def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
+    MLflow's own client retries with back-off for minutes before it gives up.
+    """
+    url = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
+        problem = str(getattr(error, "reason", error))
+    msg = (
+        f"tracking.tracking_uri {uri!r}: the MLflow server does not answer {url} ({problem}). "
+        "Start it (mlflow server --host ... --port ...), check that this host can reach it, "
+        "or remove tracking.tracking_uri to use the embedded store under results/mlflow."
+    )
+    raise RuntimeError(msg)
 
-    signal.signal(signal.SIGTERM, handler)
+
+def init_tracking(
+    config: Mapping[str, Any],
+    *,
+    info_out: str | os.PathLike[str],
+    results_dir: str | os.PathLike[str] = "results",
+) -> dict[str, Any]:
+    """Create the store's schema, the experiment and the registered model, once, up front.
+
+    The workflow runs this as a local rule before anything fans out, so parallel (cluster) jobs
+    never race to create them, and a wrong or unreachable ``tracking.tracking_uri`` fails the
+    run in seconds rather than after training.
+
+    Parameters
+    ----------
+    config : mapping
+        The validated workflow config (its ``tracking`` and ``task`` keys are used).
+    info_out : path
+        JSON written on success: tracking URI, experiment id and name, model name.
+    results_dir : path, default="results"
+        Where the embedded store lives when no ``tracking_uri`` is set.
+
+    Returns
+    -------
+    dict
+        What was written to ``info_out``.
+
+    Raises
+    ------
+    RuntimeError
+        If the store cannot be reached or written; the message names ``tracking.tracking_uri``.
+    """
+    tracking = dict(config.get("tracking", {}))
+    uri, artifact_location = resolve_store(tracking, results_dir)
+    experiment_name = tracking.get("experiment_name", "omics-ml")
+    model_name = tracking.get("model_name", "omics-ml-model")
+    task = config.get("task", "classification")
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    try:
+        with store_lock(uri, tracking.get("lock_timeout_s", 3600.0)):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            exp_id = experiment_id(client, experiment_name, artifact_location)
+            try:
+                client.create_registered_model(
+                    model_name,
+                    tags={"task": task},
+                    description=f"omics-ml {task} models: raw per-modality inputs in, "
+                    "predicted trajectories out. Versions carry their lineage and the "
+                    "promotion decision as tags.",
+                )
+            except MlflowException as error:
+                if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+    except MlflowException as error:
+        msg = (
+            f"tracking.tracking_uri {uri!r}: the MLflow store could not be set up ({error}). "
+            "Check that the server is running and reachable from this host, or remove "
+            "tracking.tracking_uri to use the embedded store under results/mlflow."
+        )
+        raise RuntimeError(msg) from error
+    info = {
+        "tracking_uri": uri,
+        "experiment_id": exp_id,
+        "experiment_name": experiment_name,
+        "model_name": model_name,
+    }
+    write_json(info_out, info)
+    logger.info("tracking store %s ready: experiment %s, model %s", uri, exp_id, model_name)
+    return info
 
 
 def _metrics_with_ci(prefix: str, metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -109,3 +109,38 @@ def test_read_matrix_allow_text_needs_samples_in_rows(tmp_path: Path) -> None:
             id_column="feature_id",
             allow_text=True,
         )
+
+
+def test_atomic_output_gives_files_the_umask_mode_not_private(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o027)
+    try:
+        write_json(tmp_path / "shared.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_sigterm_removes_the_partial_output_of_an_atomic_write(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "out.bin"
+    code = (
+        "import sys, time\n"
+        "from omics_ml.io import atomic_output, terminate_on_sigterm\n"
+        "terminate_on_sigterm()\n"
+        f"with atomic_output({str(target)!r}) as tmp:\n"
+        "    tmp.write_bytes(b'partial')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -102,7 +102,7 @@ SIGTERMED = textwrap.dedent(
     """
     import sys, time
     import mlflow
-    from omics_ml.tracking import terminate_on_sigterm
+    from omics_ml.io import terminate_on_sigterm
 
     terminate_on_sigterm()
     mlflow.set_tracking_uri(sys.argv[1])
@@ -134,3 +134,40 @@ def test_cancelled_step_ends_its_runs_as_failed(tmp_path: Path) -> None:
     runs = client.search_runs([client.get_run(run_id).info.experiment_id])
     assert len(runs) == 2
     assert {r.info.status for r in runs} == {"FAILED"}
+
+
+def test_init_tracking_creates_store_experiment_and_model_once(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from omics_ml.io import read_json
+    from omics_ml.tracking import init_tracking
+
+    config = {
+        "task": "survival",
+        "tracking": {"experiment_name": "cohort", "model_name": "risk"},
+    }
+    first = init_tracking(config, info_out=tmp_path / "a.json", results_dir=tmp_path / "res")
+    again = init_tracking(config, info_out=tmp_path / "b.json", results_dir=tmp_path / "res")
+    assert first == again == read_json(tmp_path / "a.json")
+    assert first["tracking_uri"] == f"sqlite:///{tmp_path / 'res' / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(first["tracking_uri"], first["tracking_uri"])
+    assert client.get_experiment_by_name("cohort").experiment_id == first["experiment_id"]
+    model = client.get_registered_model("risk")
+    assert model.tags["task"] == "survival"
+    assert client.search_model_versions("name = 'risk'") == []
+
+
+def test_init_tracking_fails_fast_on_an_unreachable_server(tmp_path: Path) -> None:
+    import socket
+
+    from omics_ml.tracking import init_tracking
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {"tracking": {"tracking_uri": f"http://127.0.0.1:{port}"}}
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"tracking\.tracking_uri .*does not answer"):
+        init_tracking(config, info_out=tmp_path / "info.json")
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "info.json").exists()

@@ -1,9 +1,10 @@
 """Rule aggregate_folds; the logic lives in omics_ml.assess."""
 
 from omics_ml.assess import aggregate_folds
-from omics_ml.io import log_to_file
+from omics_ml.io import log_to_file, terminate_on_sigterm
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 config = snakemake.config
 aggregate_folds(
     snakemake.input.predictions,

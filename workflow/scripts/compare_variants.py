@@ -1,9 +1,10 @@
 """Rule compare_variants; the logic lives in omics_ml.compare."""
 
 from omics_ml.compare import compare_variants
-from omics_ml.io import log_to_file, read_json
+from omics_ml.io import log_to_file, read_json, terminate_on_sigterm
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 config = snakemake.config
 inputs = snakemake.input
 compare_variants(

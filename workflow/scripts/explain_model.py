@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from omics_ml.io import log_to_file
+from omics_ml.io import log_to_file, terminate_on_sigterm
 from omics_ml.review import explain_final_model
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 explain_final_model(
     snakemake.input.features,
     snakemake.input.splits,

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from omics_ml.io import log_to_file
-from omics_ml.tracking import log_pipeline_run, terminate_on_sigterm
+from omics_ml.io import log_to_file, terminate_on_sigterm
+from omics_ml.tracking import log_pipeline_run
 
 log_to_file(snakemake.log[0])
 terminate_on_sigterm()

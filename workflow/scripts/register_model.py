@@ -1,7 +1,7 @@
 """Rule register_model; the logic lives in omics_ml.tracking and omics_ml.registry."""
 
-from omics_ml.io import log_to_file
-from omics_ml.tracking import register_logged_model, terminate_on_sigterm
+from omics_ml.io import log_to_file, terminate_on_sigterm
+from omics_ml.tracking import register_logged_model
 
 log_to_file(snakemake.log[0])
 terminate_on_sigterm()

@@ -1,9 +1,10 @@
 """Rule report_html; the logic lives in omics_ml.report."""
 
-from omics_ml.io import log_to_file
+from omics_ml.io import log_to_file, terminate_on_sigterm
 from omics_ml.report import write_report
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 write_report(
     run_info=snakemake.input.info,
     qc=snakemake.input.qc,

@@ -1,9 +1,10 @@
 """Rule subgroup_performance; the logic lives in omics_ml.subgroups."""
 
-from omics_ml.io import log_to_file, read_json
+from omics_ml.io import log_to_file, read_json, terminate_on_sigterm
 from omics_ml.review import evaluate_subgroups
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 config = snakemake.config
 evaluate_subgroups(
     snakemake.input.features,

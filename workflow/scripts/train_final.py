@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from omics_ml.io import log_to_file
+from omics_ml.io import log_to_file, terminate_on_sigterm
 from omics_ml.train import train_final
 
 log_to_file(snakemake.log[0])
+terminate_on_sigterm()
 train_final(
     snakemake.input.features,
     snakemake.input.splits,
