@@ -22,6 +22,17 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/register.smk"
 
 
+# Run by the main Snakemake process, never submitted to a cluster: small steps whose queueing
+# would cost more than they do, and every step that writes to the MLflow store, so that only the
+# submitting host needs to reach it (and a SQLite store never sits behind cluster file locks).
+localrules:
+    init_tracking,
+    split_cohort,
+    log_run,
+    report_html,
+    register_model,
+
+
 rule all:
     default_target: True
     input:

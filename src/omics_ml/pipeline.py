@@ -957,6 +957,13 @@ def fit_pipeline(
     )
     head.prepare(outcome)
     params = xgboost_params(model, head=head, seed=seed, nthread=nthread)
+    logger.info(
+        "XGBoost %s on %d rows x %d features with nthread=%d",
+        params.get("objective"),
+        features.shape[0],
+        features.shape[1],
+        nthread,
+    )
     tuning = config.get("tuning") or {}
     calibration = (config.get("calibration") or {}).get("method", "none")
     specs = _selection_specs(config)

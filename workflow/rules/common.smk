@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -8,7 +9,14 @@ from snakemake.utils import validate
 validate(config, schema="../../config/schema/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
-ENV = "../../envs/omics_ml.yaml"
+# The workflow's own helpers come from the package, installed or not (as under --use-conda).
+if str(REPO / "src") not in sys.path:
+    sys.path.append(str(REPO / "src"))
+from omics_ml.resources import MEMORY_PROFILES, memory_mb  # noqa: E402
+
+# Conda environments per rule group (--software-deployment-method conda); each lists what its
+# rules' scripts import, pinned like pyproject.toml (tests/unit/test_packaging.py checks both).
+ENVS = {group: f"../../envs/{group}.yaml" for group in ("prepare", "model", "track")}
 MODALITIES = list(config["modalities"])
 FOLDS = list(range(config["split"]["n_splits"]))
 # Any config change reruns validate_inputs, and through its output every later step, so a
@@ -70,6 +78,20 @@ def get_modality_path(wildcards):
 
 def get_modality_spec(wildcards):
     return config["modalities"][wildcards.modality]
+
+
+def get_mem_mb(step):
+    """A ``mem_mb`` resource function: memory from the job's input size and attempt number.
+
+    ``step`` names a profile of omics_ml.resources.MEMORY_PROFILES (base + factor x input MB);
+    a retried job (--retries) asks for attempt times as much.
+    """
+    profile = MEMORY_PROFILES[step]
+
+    def mem_mb(wildcards, input, attempt):
+        return memory_mb(input.size_mb, profile, attempt=attempt)
+
+    return mem_mb
 
 
 def print_run_summary():

@@ -12,9 +12,9 @@ rule aggregate_folds:
     benchmark:
         "results/benchmarks/aggregate_folds.tsv"
     conda:
-        ENV
+        ENVS["model"]
     resources:
-        mem_mb=2000,
+        mem_mb=get_mem_mb("evaluate"),
         runtime=30,
     params:
         plot_names=PLOTS,
@@ -40,9 +40,9 @@ rule compare_variants:
     benchmark:
         "results/benchmarks/compare_variants.tsv"
     conda:
-        ENV
+        ENVS["model"]
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("evaluate"),
         runtime=30,
     params:
         variants=VARIANTS,
@@ -67,10 +67,10 @@ rule explain_model:
     benchmark:
         "results/benchmarks/explain_model.tsv"
     conda:
-        ENV
+        ENVS["model"]
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("evaluate"),
         runtime=30,
     script:
         "../scripts/explain_model.py"
@@ -91,9 +91,9 @@ rule subgroup_performance:
     benchmark:
         "results/benchmarks/subgroup_performance.tsv"
     conda:
-        ENV
+        ENVS["model"]
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("evaluate"),
         runtime=30,
     script:
         "../scripts/subgroup_performance.py"

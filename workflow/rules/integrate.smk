@@ -9,9 +9,9 @@ rule integrate_features:
     benchmark:
         "results/benchmarks/integrate_features.tsv"
     conda:
-        ENV
+        ENVS["prepare"]
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("integrate"),
         runtime=30,
     params:
         modalities=MODALITIES,

@@ -11,9 +11,9 @@ rule normalise_modality:
     benchmark:
         "results/benchmarks/normalise_modality/{modality}.tsv"
     conda:
-        ENV
+        ENVS["prepare"]
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("normalise"),
         runtime=30,
     params:
         spec=get_modality_spec,

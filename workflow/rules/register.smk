@@ -10,7 +10,7 @@ rule register_model:
     benchmark:
         "results/benchmarks/register_model.tsv"
     conda:
-        ENV
+        ENVS["track"]
     resources:
         mem_mb=2000,
         runtime=10,

@@ -14,7 +14,7 @@ rule report_html:
     benchmark:
         "results/benchmarks/report_html.tsv"
     conda:
-        ENV
+        ENVS["track"]
     resources:
         mem_mb=2000,
         runtime=10,

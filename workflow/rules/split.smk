@@ -10,7 +10,7 @@ rule split_cohort:
     benchmark:
         "results/benchmarks/split_cohort.tsv"
     conda:
-        ENV
+        ENVS["model"]
     resources:
         mem_mb=2000,
         runtime=10,

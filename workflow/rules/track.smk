@@ -1,5 +1,26 @@
+# Runs on the submitting host before anything fans out: the store's schema, the experiment and
+# the registered model are created once, never raced by parallel (cluster) jobs, and a wrong
+# tracking URI fails the run at once.
+rule init_tracking:
+    output:
+        info="results/register/tracking.json",
+    log:
+        "logs/init_tracking.log",
+    priority: 100
+    conda:
+        ENVS["track"]
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        tracking=config["tracking"],
+    script:
+        "../scripts/init_tracking.py"
+
+
 rule log_run:
     input:
+        tracking=rules.init_tracking.output.info,
         qc=rules.validate_inputs.output.qc,
         splits=rules.split_cohort.output.splits,
         features=rules.integrate_features.output.h5ad,
@@ -21,9 +42,9 @@ rule log_run:
     benchmark:
         "results/benchmarks/log_run.tsv"
     conda:
-        ENV
+        ENVS["track"]
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("track"),
         runtime=30,
     params:
         source_dir=str(REPO),

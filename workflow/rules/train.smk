@@ -13,10 +13,10 @@ rule train_fold:
     benchmark:
         "results/benchmarks/train_fold/{fold}.tsv"
     conda:
-        ENV
+        ENVS["model"]
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("train"),
         runtime=60,
     script:
         "../scripts/train_fold.py"
@@ -38,10 +38,10 @@ rule train_final:
     benchmark:
         "results/benchmarks/train_final.tsv"
     conda:
-        ENV
+        ENVS["model"]
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("train"),
         runtime=60,
     params:
         modalities=MODALITIES,
@@ -62,10 +62,10 @@ rule train_variant:
     benchmark:
         "results/benchmarks/train_variant/{variant}.tsv"
     conda:
-        ENV
+        ENVS["model"]
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("train"),
         runtime=120,
     script:
         "../scripts/train_variant.py"
@@ -84,10 +84,10 @@ rule train_baseline:
     benchmark:
         "results/benchmarks/train_baseline.tsv"
     conda:
-        ENV
+        ENVS["model"]
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=get_mem_mb("train"),
         runtime=60,
     script:
         "../scripts/train_baseline.py"

@@ -8,9 +8,9 @@ rule validate_inputs:
     benchmark:
         "results/benchmarks/validate_inputs.tsv"
     conda:
-        ENV
+        ENVS["prepare"]
     resources:
-        mem_mb=2000,
+        mem_mb=get_mem_mb("validate"),
         runtime=10,
     params:
         config_hash=CONFIG_HASH,
