@@ -25,7 +25,14 @@ import pandas as pd
 import pytest
 from browser import artifact_dir
 from slurm_cluster import SlurmCluster, slurm_cluster, slurm_unavailable_reason
-from workflow_runner import BIN, REPO, read_json, run_workflow, small_config, workflow_env
+from workflow_runner import (
+    REPO,
+    read_json,
+    run_workflow,
+    small_config,
+    workflow_command,
+    workflow_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,14 +67,9 @@ def cluster() -> SlurmCluster:
 
 def slurm_command(workdir: Path, config: Path, *args: str) -> list[str]:
     """The README's cluster command, with status checks every second for short test jobs."""
-    return [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
+    return workflow_command(
+        workdir,
+        config,
         "--profile",
         str(REPO / "profiles" / "slurm"),
         "--default-resources",
@@ -80,7 +82,8 @@ def slurm_command(workdir: Path, config: Path, *args: str) -> list[str]:
         "--latency-wait",
         "5",
         *args,
-    ]
+        cores=None,
+    )
 
 
 def slurm_env(cluster: SlurmCluster) -> dict[str, str]:

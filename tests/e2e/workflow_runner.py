@@ -16,8 +16,11 @@ BIN = Path(sys.executable).parent
 EXAMPLE = REPO / "resources" / "example"
 
 
-def workflow_command(workdir: Path, config: Path, *args: str, cores: int = 2) -> list[str]:
-    """The ``snakemake`` command line that runs the workflow in ``workdir``."""
+def workflow_command(workdir: Path, config: Path, *args: str, cores: int | None = 2) -> list[str]:
+    """The ``snakemake`` command line that runs the workflow in ``workdir``.
+
+    ``cores=None`` leaves the cores to a profile given in ``args``.
+    """
     return [
         str(BIN / "snakemake"),
         "--snakefile",
@@ -26,8 +29,7 @@ def workflow_command(workdir: Path, config: Path, *args: str, cores: int = 2) ->
         str(workdir),
         "--configfile",
         str(config),
-        "--cores",
-        str(cores),
+        *([] if cores is None else ["--cores", str(cores)]),
         "--show-failed-logs",
         *args,
     ]
