@@ -46,7 +46,8 @@ TRACKED_PACKAGES = ("omics-ml", "xgboost", "snakemake", "mlflow", "numpy", "pola
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Flatten nested config into ``a.b.c`` keys with string values (MLflow params).
 
-    Lists and scalars are JSON (strings stay as they are). A value longer than MLflow's limit
+    Lists and scalars are JSON with sorted keys (strings stay as they are), so the same config
+    written with its keys in another order logs the same values. A value longer than MLflow's limit
     (:data:`MAX_PARAM_VALUE_LENGTH`) is cut and ends with a marker pointing to the full config
     artifact; a key longer than :data:`MAX_PARAM_KEY_LENGTH` is cut and keeps a hash of the
     full key, so two long keys stay distinct.
@@ -68,7 +69,7 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         if isinstance(value, Mapping):
             flat.update(flatten_config(value, prefix=f"{name}."))
             continue
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         if len(text) > MAX_PARAM_VALUE_LENGTH:
             text = text[: MAX_PARAM_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
         if len(name) > MAX_PARAM_KEY_LENGTH:

@@ -137,7 +137,7 @@ def test_flatten_config_nested_and_values_as_strings():
         "modalities.mrna.path": "a.csv",
         "modalities.mrna.batch_column": "null",
         "modalities.mrna.normalisation": (
-            '[{"method": "missingness_filter", "max_missing_fraction": 0.5}, '
+            '[{"max_missing_fraction": 0.5, "method": "missingness_filter"}, '
             '{"method": "feature_scaling", "scaling": "auto"}]'
         ),
         "modalities.prot.path": "p.parquet",
@@ -152,6 +152,9 @@ def test_flatten_config_nested_and_values_as_strings():
     assert flatten_config({}) == {}
     assert flatten_config({"a": {}}) == {}
     assert flatten_config({"a": 1}, prefix="cfg.") == {"cfg.a": "1"}
+    # the same steps with their keys in another order log the same value
+    reordered = [{k: step[k] for k in reversed(step)} for step in steps]
+    assert flatten_config({"n": reordered}) == {"n": flat["modalities.mrna.normalisation"]}
 
 
 # --- config_hash --------------------------------------------------------------------------
