@@ -21,7 +21,7 @@ run: setup
 # Two workers, each test file whole on one worker (module fixtures run their workflow once):
 # while one worker's workflow waits on a single job, the other uses the idle core.
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check src tests workflow/scripts benchmarks resources

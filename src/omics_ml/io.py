@@ -175,7 +175,8 @@ def collect_table(lazy: pl.LazyFrame, path: Path) -> pl.DataFrame:
 
 def _first_non_numeric(frame: pl.DataFrame, columns: list[str]) -> tuple[str, int, str] | None:
     """Return (column, 0-based row, value) of the first entry that is not a number."""
-    text_cols = [c for c in columns if frame.schema[c] == pl.String]
+    schema = frame.schema  # built anew on every access: once, not once per column
+    text_cols = [c for c in columns if schema[c] == pl.String]
     if not text_cols:
         return None
     bad = frame.select(
@@ -260,7 +261,8 @@ def read_matrix(
         if orientation != "samples_in_rows":
             msg = f"{path}: text (categorical) columns need orientation samples_in_rows; transpose the table."
             raise InputError(msg)
-        strings = [c for c in value_cols if frame.schema[c] == pl.String]
+        schema = frame.schema
+        strings = [c for c in value_cols if schema[c] == pl.String]
         holds_text = frame.select(
             [
                 (pl.col(c).is_not_null() & pl.col(c).cast(pl.Float64, strict=False).is_null())
