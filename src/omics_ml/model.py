@@ -123,8 +123,9 @@ def input_example(pipeline: OmicsPipeline, raw: pd.DataFrame) -> pd.DataFrame:
 
     MLflow stores the example with the model and shows it to whoever serves it. Real rows
     would put a patient's raw omics into the artifact, so the example summarises the training
-    rows instead: the median of every numeric feature and the most frequent value of every
-    text feature and batch label. A longitudinal model gets one visit at time 0 of an example
+    rows instead: the lower median of every numeric feature (a value that occurs in training,
+    so counts stay whole numbers and dosages stay 0, 1 or 2) and the most frequent value of
+    every text feature and batch label. A longitudinal model gets one visit at time 0 of an example
     subject.
 
     Parameters
@@ -145,7 +146,7 @@ def input_example(pipeline: OmicsPipeline, raw: pd.DataFrame) -> pd.DataFrame:
     row: dict[str, object] = {"sample_id": "example", "subject_id": "example"}
     if pipeline.landmarks is not None:
         row["visit_time"] = 0.0
-    medians = raw[numeric].median(skipna=True).to_numpy(dtype=np.float64)
+    medians = raw[numeric].quantile(0.5, interpolation="lower").to_numpy(dtype=np.float64)
     row.update(zip(numeric, medians.tolist(), strict=True))
     for column in [*pipeline.input_columns, *pipeline.batch_columns]:
         if column in text or column in pipeline.batch_columns:

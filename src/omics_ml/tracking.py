@@ -388,8 +388,12 @@ def _serving_check(
     features: str | os.PathLike[str],
     holdout_ids: Sequence[str],
     holdout_predictions: str | os.PathLike[str],
+    example: pd.DataFrame,
 ) -> float:
     """Download the logged model, refuse pickles, and compare its holdout predictions.
+
+    The model must also predict its own input example (what a user of the artifact tries
+    first); a failure there fails the step.
 
     Returns
     -------
@@ -402,9 +406,13 @@ def _serving_check(
         names = [str(p.relative_to(local)) for p in pickles]
         msg = f"the logged model {model_uri} contains pickle files {names}; it was not registered."
         raise RuntimeError(msg)
-    served = mlflow.pyfunc.load_model(str(local)).predict(
-        raw_input_frame(ad.read_h5ad(features)[list(holdout_ids)])
-    )
+    model = mlflow.pyfunc.load_model(str(local))
+    try:
+        model.predict(example)
+    except Exception as error:
+        msg = f"the logged model {model_uri} cannot predict its own input example ({error}); it was not registered."
+        raise RuntimeError(msg) from error
+    served = model.predict(raw_input_frame(ad.read_h5ad(features)[list(holdout_ids)]))
     # Longitudinal models serve every landmark a subject's visits reached; the holdout table
     # has the rows at risk. Their common rows must agree.
     expected = pd.read_parquet(holdout_predictions).set_index("sample_id")
@@ -644,13 +652,14 @@ def _log_final_model(
         )
         mlflow.log_params(params)
         raw = raw_input_frame(ad.read_h5ad(features)[list(split["development"])])
+        example = input_example(pipeline, raw)
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE_PATH),
             artifacts={PIPELINE_ARTIFACT: str(model_dir.resolve())},
             code_paths=[str(Path(__file__).resolve().parent)],
             signature=model_signature(pipeline),
-            input_example=input_example(pipeline, raw),
+            input_example=example,
             pip_requirements=_requirements(),
             metadata={
                 "input_contract": input_contract(pipeline, config["modalities"]),
@@ -673,6 +682,7 @@ def _log_final_model(
             features=features,
             holdout_ids=split["holdout"],
             holdout_predictions=holdout_predictions,
+            example=example,
         )
         mlflow.set_tag("serving_check_max_abs_diff", f"{max_diff:.3g}")
         return run.info.run_id, logged.model_uri, max_diff

@@ -267,8 +267,11 @@ def test_input_example_summarises_training_rows(text_and_batch) -> None:
     assert example.shape[0] == 1 and example.loc[0, "sample_id"] == "example"
     numeric = [c for c in pipeline.input_columns if c not in pipeline.text_columns]
     np.testing.assert_allclose(
-        example.loc[0, numeric].to_numpy(np.float64), np.nanmedian(raw[numeric], axis=0)
+        example.loc[0, numeric].to_numpy(np.float64),
+        np.nanquantile(raw[numeric].to_numpy(np.float64), 0.5, axis=0, method="lower"),
     )
+    # every value occurs in training (whole-number counts stay whole numbers)
+    assert all(example.loc[0, c] in set(raw[c]) for c in numeric)
     assert example.loc[0, "clinical:stage"] == raw["clinical:stage"].mode().sort_values().iloc[0]
     # No training row is the example (it is a summary, not a patient), and it predicts.
     assert not (raw[numeric].to_numpy() == example[numeric].to_numpy()).all(axis=1).any()
