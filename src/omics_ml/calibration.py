@@ -37,7 +37,7 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
-from omics_ml.io import atomic_output
+from omics_ml.io import save_figure
 
 try:  # the reference implementation of Platt scaling, private in scikit-learn
     from sklearn.calibration import _sigmoid_calibration as _sklearn_sigmoid_calibration
@@ -645,5 +645,4 @@ def plot_reliability(
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small", frameon=False)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_figure(fig, path)

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from omics_ml.simulate import simulate_cohort, spec_from_mapping
+    from omics_ml.simulate import SimulationSpec, simulate_cohort
 
     features = {}
     for item in args.features:
@@ -250,20 +250,18 @@ def _simulate(args: argparse.Namespace) -> int:
             msg = f"--features: expected MODALITY=N (e.g. proteomics=3000), got {item!r}."
             raise ValueError(msg)
         features[name] = int(count)
-    spec = spec_from_mapping(
-        {
-            "n_subjects": args.subjects,
-            "n_visits": args.visits,
-            "features": features,
-            "n_informative": args.informative,
-            "signal": args.signal,
-            "heterogeneity": args.heterogeneity,
-            "n_batches": args.batches,
-            "task": args.task,
-            "seed": args.seed,
-        }
+    spec = SimulationSpec(
+        n_subjects=args.subjects,
+        n_visits=args.visits,
+        features=features,
+        n_informative=args.informative,
+        signal=args.signal,
+        heterogeneity=args.heterogeneity,
+        n_batches=args.batches,
+        task=args.task,
+        seed=args.seed,
     )
-    record = simulate_cohort(args.output, spec)
+    record = simulate_cohort(args.output, spec)  # checks the spec first
     sizes = ", ".join(f"{m} {n}" for m, n in features.items() if n)
     print(
         f"Simulated {args.subjects} subjects, {record['n_samples']} samples ({sizes} features) "

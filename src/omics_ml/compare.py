@@ -28,7 +28,7 @@ from sksurv.metrics import concordance_index_censored
 
 from omics_ml.assess import higher_is_better, metrics_with_intervals
 from omics_ml.evaluate import classification_metrics, probability_matrix, subject_bootstrap
-from omics_ml.io import atomic_output, read_json, write_json
+from omics_ml.io import read_json, save_figure, write_json
 from omics_ml.regression import regression_metrics
 from omics_ml.tasks import DEFAULT_PROMOTION_METRIC
 
@@ -243,8 +243,7 @@ def _plot_intervals(
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=10)
         fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+        save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
 

@@ -29,7 +29,7 @@ import xgboost as xgb
 from matplotlib.colors import Normalize
 from numpy.typing import NDArray
 
-from omics_ml.io import atomic_output
+from omics_ml.io import save_figure
 
 __all__ = [
     "feature_importance_table",
@@ -487,8 +487,7 @@ def plot_shap_summary(
         bar.set_ticks([0.0, 1.0])
         bar.set_ticklabels(["low", "high"])
         fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -532,8 +531,7 @@ def plot_modality_importance(
         ax.set_xlabel("mean |SHAP| of the modality's summed contribution")
         ax.set_title(title)
         fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
     finally:
         plt.close(fig)
 

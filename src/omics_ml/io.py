@@ -337,10 +337,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:
-    """Save a matplotlib figure atomically (the format follows ``path``'s suffix)."""
+def save_figure(figure: Any, path: str | os.PathLike[str], **savefig: Any) -> None:
+    """Save a matplotlib figure atomically (format from ``path``'s suffix; ``savefig`` options
+    such as ``dpi`` go to :meth:`matplotlib.figure.Figure.savefig`)."""
     with atomic_output(path) as tmp:
-        figure.savefig(tmp)
+        figure.savefig(tmp, **savefig)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

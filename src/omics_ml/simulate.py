@@ -36,7 +36,6 @@ block.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -468,10 +467,3 @@ def simulate_cohort(
     }
     write_json(out / "truth.json", record)
     return record
-
-
-def spec_from_mapping(values: Mapping[str, Any]) -> SimulationSpec:
-    """A :class:`SimulationSpec` from a mapping (e.g. parsed CLI options), checked."""
-    spec = SimulationSpec(**values)
-    spec.validate()
-    return spec

@@ -34,7 +34,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from omics_ml.assess import higher_is_better, metrics_with_intervals
-from omics_ml.io import atomic_output
+from omics_ml.io import save_figure
 
 __all__ = [
     "DEFAULT_MIN_SUBJECTS",
@@ -613,7 +613,6 @@ def plot_subgroups(
         ax.set_title(title)
         ax.grid(axis="x", linewidth=0.4, alpha=0.5)
         fig.tight_layout()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
     finally:
         plt.close(fig)

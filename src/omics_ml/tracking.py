@@ -68,6 +68,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Experiment and registered-model names when the config's ``tracking`` section gives none.
+DEFAULT_EXPERIMENT = "omics-ml"
+DEFAULT_MODEL_NAME = "omics-ml-model"
+
 _MODEL_REQUIREMENTS = (
     "mlflow",
     "xgboost",
@@ -212,8 +216,8 @@ def init_tracking(
     """
     tracking = dict(config.get("tracking", {}))
     uri, artifact_location = resolve_store(tracking, results_dir)
-    experiment_name = tracking.get("experiment_name", "omics-ml")
-    model_name = tracking.get("model_name", "omics-ml-model")
+    experiment_name = tracking.get("experiment_name", DEFAULT_EXPERIMENT)
+    model_name = tracking.get("model_name", DEFAULT_MODEL_NAME)
     task = config.get("task", "classification")
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
@@ -385,7 +389,7 @@ def _serving_check(
     local_dir: Path,
     *,
     pipeline: OmicsPipeline,
-    features: str | os.PathLike[str],
+    features: ad.AnnData,
     holdout_ids: Sequence[str],
     holdout_predictions: str | os.PathLike[str],
     example: pd.DataFrame,
@@ -412,7 +416,7 @@ def _serving_check(
     except Exception as error:
         msg = f"the logged model {model_uri} cannot predict its own input example ({error}); it was not registered."
         raise RuntimeError(msg) from error
-    served = model.predict(raw_input_frame(ad.read_h5ad(features)[list(holdout_ids)]))
+    served = model.predict(raw_input_frame(features[list(holdout_ids)]))
     # Longitudinal models serve every landmark a subject's visits reached; the holdout table
     # has the rows at risk. Their common rows must agree.
     expected = pd.read_parquet(holdout_predictions).set_index("sample_id")
@@ -477,8 +481,8 @@ def log_pipeline_run(
     uri, artifact_location = resolve_store(tracking, results_dir)
     model_dir = Path(model_dir)
     task = config.get("task", "classification")
-    model_name = tracking.get("model_name", "omics-ml-model")
-    experiment_name = tracking.get("experiment_name", "omics-ml")
+    model_name = tracking.get("model_name", DEFAULT_MODEL_NAME)
+    experiment_name = tracking.get("experiment_name", DEFAULT_EXPERIMENT)
     key = pseudonym_key(
         tracking.get("pseudonym_key_env", "OMICS_ML_PSEUDONYM_KEY"),
         results_dir / "mlflow" / ".pseudonym_key",
@@ -546,7 +550,7 @@ def log_pipeline_run(
                 pipeline=pipeline,
                 model_dir=model_dir,
                 holdout=holdout,
-                features=features,
+                features=ad.read_h5ad(features),  # read once: the example and the check
                 split=split,
                 holdout_predictions=holdout_predictions,
                 staging=staging,
@@ -629,7 +633,7 @@ def _log_final_model(
     pipeline: OmicsPipeline,
     model_dir: Path,
     holdout: Mapping[str, Any],
-    features: str | os.PathLike[str],
+    features: ad.AnnData,
     split: Mapping[str, Any],
     holdout_predictions: str | os.PathLike[str],
     staging: Path,
@@ -651,7 +655,7 @@ def _log_final_model(
             {f"tuned.{k}": v for k, v in (info.get("tuning") or {}).get("params", {}).items()}
         )
         mlflow.log_params(params)
-        raw = raw_input_frame(ad.read_h5ad(features)[list(split["development"])])
+        raw = raw_input_frame(features[list(split["development"])])
         example = input_example(pipeline, raw)
         logged = mlflow.pyfunc.log_model(
             name="model",

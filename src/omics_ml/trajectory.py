@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from omics_ml.io import atomic_output
+from omics_ml.io import save_figure
 from omics_ml.tasks import horizon_label
 
 __all__ = ["patient_file_name", "plot_patient_trajectories"]
@@ -146,8 +146,7 @@ def plot_patient_trajectories(
             ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = directory / patient_file_name(str(patient))
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
         plt.close(fig)
         written.append(path)
     return written
