@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--batches", type=int, default=3)
     g.add_argument(
+        "--covariates",
+        type=int,
+        default=0,
+        help="extra numeric clinical covariates (lab001, ...) besides age, sex, BMI and arm",
+    )
+    g.add_argument(
         "--task", choices=("classification", "survival", "regression"), default="classification"
     )
     g.add_argument("--seed", type=int, default=0)
@@ -258,6 +264,7 @@ def _simulate(args: argparse.Namespace) -> int:
         signal=args.signal,
         heterogeneity=args.heterogeneity,
         n_batches=args.batches,
+        n_covariates=args.covariates,
         task=args.task,
         seed=args.seed,
     )

@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 
 from omics_ml.io import atomic_output
+from omics_ml.normalise import NORMALISED_NAMES_KEY
 
 __all__ = [
     "FEATURE_SEPARATOR",
@@ -86,25 +87,23 @@ def integrate_modalities(
         the input of every model; ``obs``: the cohort (batch columns included; those a modality's batch correction reads are listed in ``uns["batch_columns"]``) plus
         ``has_<modality>`` and the text features' strings (``modality:feature``, listed in
         ``uns["text_features"]``); ``obsm["normalised"]``: the development-fitted normalisation
-        (a DataFrame named by output feature, for exploration); ``var``: ``modality``,
+        (float32, for exploration; its ``modality:feature`` names in
+        ``uns["normalised_features"]``, see :func:`omics_ml.normalise.normalised_frame`); ``var``: ``modality``,
         ``feature``, ``kept`` (reaches the development-fitted output) and ``text``.
     """
     obs = pl.read_parquet(cohort).to_pandas().set_index("sample_id")
     sample_ids = obs.index.tolist()
     raw_blocks, norm_blocks, var_blocks = [], [], []
+    norm_names: list[str] = []
     text_features: list[str] = []
     batch_columns: list[str] = []
     for name, path in modalities.items():
         block = ad.read_h5ad(path)
         raw_blocks.append(align_rows(np.asarray(block.X), block.obs_names, sample_ids))
-        normalised = block.obsm["normalised"]
         norm_blocks.append(
-            pd.DataFrame(
-                align_rows(normalised.to_numpy(), block.obs_names, sample_ids),
-                index=obs.index,
-                columns=qualified_names(name, normalised.columns.tolist()),
-            )
+            align_rows(np.asarray(block.obsm["normalised"]), block.obs_names, sample_ids)
         )
+        norm_names += qualified_names(name, np.asarray(block.uns[NORMALISED_NAMES_KEY]).tolist())
         obs[f"has_{name}"] = pd.Index(sample_ids).isin(block.obs_names)
         if "batch_column" in block.uns:
             batch_columns.append(str(block.uns["batch_column"]))
@@ -131,8 +130,9 @@ def integrate_modalities(
         X=np.hstack(raw_blocks),
         obs=obs,
         var=var,
-        obsm={"normalised": pd.concat(norm_blocks, axis=1)},
+        obsm={"normalised": np.hstack(norm_blocks).astype(np.float32, copy=False)},
     )
+    adata.uns[NORMALISED_NAMES_KEY] = np.asarray(norm_names, dtype=str)
     adata.uns["text_features"] = text_features
     adata.uns["batch_columns"] = list(dict.fromkeys(batch_columns))
     adata.uns["modalities"] = list(modalities)

@@ -25,12 +25,14 @@ from omics_ml.transforms import STEP_REGISTRY, FrozenTransform, step_from_json
 __all__ = [
     "DEFAULT_BATCH_COLUMN",
     "METHODS",
+    "NORMALISED_NAMES_KEY",
     "TYPE_DEFAULT_STEPS",
     "ModalityNormaliser",
     "batch_column_of",
     "build_step",
     "modality_frame",
     "normalise_modality_file",
+    "normalised_frame",
     "normaliser_from_spec",
     "resolve_steps",
     "wants_text",
@@ -105,6 +107,22 @@ _RENAMED_PARAMS: dict[str, dict[str, str]] = {
     "left_censored_imputation": {"imputation": "method"},
     "feature_scaling": {"scaling": "method"},
 }
+
+
+#: ``uns`` key holding the names of the columns of ``obsm["normalised"]``.
+NORMALISED_NAMES_KEY = "normalised_features"
+
+
+def normalised_frame(adata: ad.AnnData) -> pd.DataFrame:
+    """``obsm["normalised"]`` of a normalise or integrate output as a DataFrame.
+
+    Indexed by sample, columns named by output feature (``uns["normalised_features"]``).
+    """
+    return pd.DataFrame(
+        np.asarray(adata.obsm["normalised"]),
+        index=adata.obs_names,
+        columns=pd.Index(np.asarray(adata.uns[NORMALISED_NAMES_KEY]).astype(str)),
+    )
 
 
 #: Sample-sheet column read for batch labels when a modality sets no ``batch_column``.
@@ -395,7 +413,8 @@ def normalise_modality_file(
     h5ad_out : path-like
         AnnData: ``X`` the raw float32 values of every sample in the file (NaN in text columns,
         whose strings are in ``obs["text:<feature>"]``), ``obsm["normalised"]`` the
-        development-fitted output (a DataFrame named by output feature), ``var["kept"]``.
+        development-fitted output (float32; its feature names in ``uns["normalised_features"]``,
+        see :func:`normalised_frame`), ``var["kept"]``.
     params_out : path-like
         JSON with the fitted state (:meth:`ModalityNormaliser.to_json`).
     """
@@ -444,14 +463,11 @@ def normalise_modality_file(
             },
             index=pd.Index(matrix.feature_names, name="feature"),
         ),
-        obsm={
-            "normalised": pd.DataFrame(
-                transformed,
-                index=obs.index,
-                columns=normaliser.get_feature_names_out().astype(str),
-            )
-        },
+        # An array plus its names in ``uns``: a DataFrame's column list is stored as one HDF5
+        # attribute, which overflows (64 KiB) at a few thousand features.
+        obsm={"normalised": transformed},
     )
+    adata.uns[NORMALISED_NAMES_KEY] = normaliser.get_feature_names_out().astype(str)
     adata.uns["modality"] = name
     if normaliser.uses_batch:
         adata.uns["batch_column"] = normaliser.batch_column

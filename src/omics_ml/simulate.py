@@ -74,6 +74,9 @@ class SimulationSpec:
         Subjects, and visits per subject (months 0, ``visit_interval``, 2 x ...).
     features : dict
         Features per modality (keys of :data:`MODALITY_TYPES`); 0 leaves a modality out.
+    n_covariates : int
+        Extra numeric clinical covariates (``lab001``, ...) on top of age, sex, BMI and arm:
+        standard-normal per subject, 5% missing at random; the first three carry the score.
     n_informative : int
         Features per modality that carry the latent score.
     signal : float
@@ -103,6 +106,7 @@ class SimulationSpec:
             "genotype": 0,
         }
     )
+    n_covariates: int = 0
     n_informative: int = 10
     signal: float = 1.0
     n_batches: int = 3
@@ -118,6 +122,9 @@ class SimulationSpec:
         unknown = sorted(set(self.features) - set(MODALITY_TYPES))
         if unknown:
             msg = f"features: unknown modalities {unknown}; choose from {sorted(MODALITY_TYPES)}."
+            raise ValueError(msg)
+        if self.n_covariates < 0:
+            msg = f"n_covariates must be >= 0, got {self.n_covariates}."
             raise ValueError(msg)
         for name in ("n_subjects", "n_visits", "n_batches"):
             if getattr(self, name) < 1:
@@ -423,6 +430,14 @@ def simulate_cohort(
             "arm": cohort.arm[cohort.subject_of_sample],
         }
     )
+    if spec.n_covariates:
+        labs = rng.normal(0.0, 1.0, (n, spec.n_covariates))
+        k = min(3, spec.n_covariates)
+        labs[:, :k] += 0.5 * spec.signal * cohort.score[:, None]
+        labs = labs[cohort.subject_of_sample].astype(np.float32)
+        labs[rng.random(labs.shape) < 0.05] = np.nan
+        names = [f"lab{j + 1:03d}" for j in range(spec.n_covariates)]
+        clinical = pd.concat([clinical, pd.DataFrame(labs, columns=names)], axis=1)
     with atomic_output(out / "clinical.parquet") as tmp:
         clinical.to_parquet(tmp, index=False)
     with atomic_output(out / "marker.parquet") as tmp:

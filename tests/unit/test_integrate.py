@@ -18,6 +18,7 @@ from omics_ml.integrate import (
     raw_input_frame,
 )
 from omics_ml.io import read_matrix
+from omics_ml.normalise import normalised_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "resources/example"
@@ -94,24 +95,24 @@ def test_integrated_shape_dtype_and_var(integrated):
 
 def test_integrated_normalised_obsm(integrated):
     adata, tmp = integrated["adata"], integrated["tmp"]
-    normalised = adata.obsm["normalised"]
+    normalised = normalised_frame(adata)
     assert isinstance(normalised, pd.DataFrame)
     assert normalised.index.tolist() == adata.obs_names.tolist()
     assert normalised.to_numpy().dtype == np.float32
     expected_columns = []
     for name in N_FEATURES:
         block = ad.read_h5ad(tmp / f"{name}.h5ad")
-        columns = qualified_names(name, block.obsm["normalised"].columns.tolist())
+        columns = qualified_names(name, normalised_frame(block).columns.tolist())
         expected_columns += columns
         # each block's development-fitted output, aligned to the cohort's samples
         np.testing.assert_array_equal(
             normalised.loc[block.obs_names, columns].to_numpy(),
-            block.obsm["normalised"].to_numpy(),
+            normalised_frame(block).to_numpy(),
         )
         # kept: the inputs that reach the block's output
         kept = adata.var.loc[adata.var["modality"] == name, "kept"].to_numpy()
         np.testing.assert_array_equal(kept, block.var["kept"].to_numpy())
-        outputs = block.obsm["normalised"].columns
+        outputs = normalised_frame(block).columns
         np.testing.assert_array_equal(kept, block.var_names.isin(outputs))
     assert normalised.columns.tolist() == expected_columns
     # numeric modalities: one output per kept input
@@ -146,7 +147,7 @@ def test_missing_protein_samples(integrated):
     protein = (adata.var["modality"] == "protein").to_numpy()
     X = np.asarray(adata.X)
     assert np.isnan(X[np.ix_(dropped, protein)]).all()
-    normalised = adata.obsm["normalised"]
+    normalised = normalised_frame(adata)
     protein_out = normalised.columns.str.startswith("protein:")
     assert protein_out.any()
     assert np.isnan(normalised.to_numpy()[np.ix_(dropped, protein_out)]).all()
@@ -176,7 +177,7 @@ def test_written_file_matches_returned(integrated):
     assert on_disk.obs_names.tolist() == adata.obs_names.tolist()
     assert on_disk.var_names.tolist() == adata.var_names.tolist()
     np.testing.assert_array_equal(on_disk.obs["has_protein"], adata.obs["has_protein"])
-    pd.testing.assert_frame_equal(on_disk.obsm["normalised"], adata.obsm["normalised"])
+    pd.testing.assert_frame_equal(normalised_frame(on_disk), normalised_frame(adata))
 
 
 def test_raw_input_frame_of_numeric_modalities(integrated):
@@ -228,7 +229,7 @@ def test_integrated_text_features(with_text_and_batch):
     assert stage.isna().tolist() == expected.isna().tolist()
     assert stage.dropna().astype(str).tolist() == expected.dropna().tolist()
     assert adata.obs["has_clinical"].sum() == len(adata) - 5
-    assert adata.obsm["normalised"].columns[:4].tolist() == [
+    assert normalised_frame(adata).columns[:4].tolist() == [
         "clinical:age",
         "clinical:stage=I",
         "clinical:stage=II",
@@ -252,7 +253,7 @@ def test_integrated_batch_columns(with_text_and_batch):
     )
     expected = normaliser.transform(raw, batch=with_text_and_batch["run"])
     columns = qualified_names("mrna", state["feature_names_out"])
-    np.testing.assert_array_equal(adata.obsm["normalised"][columns].to_numpy(), expected)
+    np.testing.assert_array_equal(normalised_frame(adata)[columns].to_numpy(), expected)
     uncorrected = normaliser.transform(
         raw, batch=np.where(with_text_and_batch["run"] == "r1", "r2", "r1")
     )

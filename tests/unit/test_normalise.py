@@ -20,6 +20,7 @@ from omics_ml.normalise import (
     build_step,
     modality_frame,
     normalise_modality_file,
+    normalised_frame,
     normaliser_from_spec,
     resolve_steps,
 )
@@ -578,7 +579,7 @@ def test_normalise_modality_file_on_example_mirna(tmp_path: Path):
     np.testing.assert_array_equal(normaliser.kept_inputs(), kept)
 
     # obsm: the development-fitted chain applied to every sample, named by output feature
-    normalised = adata.obsm["normalised"]
+    normalised = normalised_frame(adata)
     assert isinstance(normalised, pd.DataFrame)
     assert normalised.index.tolist() == adata.obs_names.tolist()
     assert normalised.columns.tolist() == state["feature_names_out"]
@@ -624,11 +625,11 @@ def test_normalise_modality_file_ignores_holdout_values(tmp_path: Path):
         np.asarray(altered.X)[hold], np.asarray(original.X)[hold] * 10, rtol=1e-6
     )
     np.testing.assert_array_equal(
-        altered.obsm["normalised"].to_numpy()[~hold], original.obsm["normalised"].to_numpy()[~hold]
+        normalised_frame(altered).to_numpy()[~hold], normalised_frame(original).to_numpy()[~hold]
     )
     # quantile normalisation only uses ranks within a sample: scaled holdout samples map alike
     np.testing.assert_array_equal(
-        altered.obsm["normalised"].to_numpy()[hold], original.obsm["normalised"].to_numpy()[hold]
+        normalised_frame(altered).to_numpy()[hold], normalised_frame(original).to_numpy()[hold]
     )
 
 
@@ -657,7 +658,7 @@ def test_normalise_modality_file_on_example_rnaseq_counts(tmp_path: Path):
     kept = adata.var["kept"].to_numpy()
     np.testing.assert_array_equal(kept, normaliser.kept_inputs())
     assert 0 < kept.sum() < 505  # filterByExpr drops lowly expressed genes
-    normalised = adata.obsm["normalised"]
+    normalised = normalised_frame(adata)
     assert normalised.columns.tolist() == table.index[kept].tolist()
     frame = pd.DataFrame(raw.astype(np.float64), columns=table.index)
     out = normalised.to_numpy()
@@ -696,7 +697,7 @@ def test_normalise_modality_file_with_batch_labels_from_the_cohort(tmp_path: Pat
     assert normaliser.batch_column == "run"
     raw = pd.DataFrame(np.asarray(adata.X, dtype=np.float64), columns=adata.var_names)
     expected = normaliser.transform(raw, batch=batch)
-    np.testing.assert_array_equal(adata.obsm["normalised"].to_numpy(), expected)
+    np.testing.assert_array_equal(normalised_frame(adata).to_numpy(), expected)
     dev = slice(0, N_DEV)
     refit = normaliser_from_spec(spec).fit(raw.iloc[dev], batch=batch[dev])
     assert json.dumps(refit.to_json()) == json.dumps(normaliser.to_json())
@@ -733,7 +734,7 @@ def test_normalise_modality_file_with_clinical_text_column(tmp_path: Path):
 
     state = read_json(params_out)["normaliser"]
     assert state["text_features"] == ["stage"]
-    normalised = adata.obsm["normalised"]
+    normalised = normalised_frame(adata)
     # categories come from the development samples only: "IV" has no output column
     assert normalised.columns.tolist() == ["age", "stage=I", "stage=II", "stage=III"]
     assert sorted(set(clinical.loc[development, "stage"].dropna())) == ["I", "II", "III"]
@@ -763,3 +764,26 @@ def test_modality_frame_keeps_text_as_objects(tmp_path: Path):
     assert frame["stage"].dtype == object
     assert frame["stage"].tolist() == ["I", "II", None]
     np.testing.assert_array_equal(frame["grade"].to_numpy(), [1.0, np.nan, 3.0])
+
+
+def test_normalise_modality_file_writes_thousands_of_features(tmp_path: Path):
+    # A DataFrame in obsm stores its column list as one HDF5 attribute, which overflows at a
+    # few thousand names; the output must hold any width.
+    rng = np.random.default_rng(4)
+    names = [f"ENSG00000{j:06d}.long_feature_name" for j in range(6000)]
+    ids = [f"s{i:03d}" for i in range(40)]
+    table = pd.DataFrame(rng.normal(8.0, 1.0, (40, 6000)).astype(np.float32), columns=names)
+    table.insert(0, "sample_id", ids)
+    table.to_parquet(tmp_path / "wide.parquet", index=False)
+    _write_splits(tmp_path / "splits.json", ids, n_dev=30)
+    spec = {
+        "path": str(tmp_path / "wide.parquet"),
+        "type": "other",
+        "orientation": "samples_in_rows",
+        "normalisation": [{"method": "median_scaling"}],
+    }
+    adata, _ = _run(tmp_path / "out", "wide", spec, tmp_path / "splits.json")
+    normalised = normalised_frame(adata)
+    assert normalised.shape == (40, 6000)
+    assert normalised.columns.tolist() == names
+    assert normalised.to_numpy().dtype == np.float32

@@ -179,6 +179,7 @@ def test_configs_per_task(tmp_path: Path) -> None:
         ({"features": {"lipidomics": 10}}, "features"),
         ({"features": {"rnaseq": 0}}, "features"),
         ({"task": "ranking"}, "task"),
+        ({"n_covariates": -1}, "n_covariates"),
         ({"task": "regression", "n_visits": 1}, "n_visits"),
     ],
 )
@@ -199,3 +200,23 @@ def test_cli_writes_a_runnable_cohort_and_rejects_bad_sizes(
     }
     assert main([*argv, "--features", "proteomics"]) == 2
     assert "MODALITY=N" in capsys.readouterr().err
+
+
+def test_extra_covariates_are_per_subject_partly_missing_and_the_first_carry_the_score(
+    tmp_path: Path,
+) -> None:
+    simulate_cohort(
+        tmp_path, _spec(n_subjects=400, features={"proteomics": 20}, n_covariates=6, seed=3)
+    )
+    clinical = _matrix(tmp_path, "clinical")
+    labs = clinical[[f"lab{j:03d}" for j in range(1, 7)]]
+    assert list(clinical.columns[:4]) == ["age", "sex", "bmi", "arm"]
+    assert 0.02 < labs.isna().to_numpy().mean() < 0.08
+    score = _subject_scores(tmp_path, clinical.index)
+    rho = [stats.spearmanr(labs[c], score, nan_policy="omit")[0] for c in labs.columns]
+    assert min(rho[:3]) > 0.25
+    assert max(abs(r) for r in rho[3:]) < 0.15
+    samples = pd.read_csv(tmp_path / "samples.csv").set_index("sample_id")
+    subject = samples.loc[clinical.index, "subject_id"]
+    spread = labs.groupby(subject.to_numpy()).std().fillna(0.0).to_numpy()
+    assert np.nanmax(spread) < 1e-6
