@@ -7,9 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import polars as pl
+from anndata.io import read_elem
 
 from omics_ml.io import atomic_output
 from omics_ml.normalise import NORMALISED_NAMES_KEY
@@ -20,12 +22,28 @@ __all__ = [
     "integrate_modalities",
     "qualified_names",
     "raw_input_frame",
+    "read_features",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Separates modality and feature in a qualified feature name, e.g. ``mrna:ESR1``.
 FEATURE_SEPARATOR = ":"
+
+
+def read_features(path: str | os.PathLike[str]) -> ad.AnnData:
+    """The integrated data without ``obsm["normalised"]``, which only exploration needs.
+
+    Training and evaluation read ``X``, ``obs``, ``var`` and ``uns``; skipping the
+    development-fitted copy halves what each of their jobs reads and holds.
+    """
+    with h5py.File(path, "r") as store:
+        return ad.AnnData(
+            X=read_elem(store["X"]),
+            obs=read_elem(store["obs"]),
+            var=read_elem(store["var"]),
+            uns=read_elem(store["uns"]),
+        )
 
 
 def qualified_names(modality: str, features: Sequence[str]) -> list[str]:

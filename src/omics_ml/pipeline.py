@@ -22,6 +22,7 @@ import xgboost as xgb
 from numpy.typing import NDArray
 
 from omics_ml.calibration import ProbabilityCalibrator
+from omics_ml.device import resolve_device
 from omics_ml.explain import (
     modality_contributions,
     select_output,
@@ -75,7 +76,7 @@ def xgboost_params(
         "colsample_bytree": model.get("colsample_bytree", 0.5),
         "reg_lambda": model.get("reg_lambda", 1.0),
         "max_bin": model.get("max_bin", 64),
-        "device": model.get("device", "cpu"),
+        "device": resolve_device(model.get("device")),
         "seed": seed,
         "nthread": nthread,
     }

@@ -22,7 +22,7 @@ from omics_ml.explain import (
     plot_modality_importance,
     plot_shap_summary,
 )
-from omics_ml.integrate import raw_input_frame
+from omics_ml.integrate import raw_input_frame, read_features
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.pipeline import OmicsPipeline
 from omics_ml.subgroups import plot_subgroups, subgroup_labels, subgroup_performance
@@ -74,7 +74,7 @@ def explain_final_model(
         What ``importance_out`` holds: the margin's meaning, the ``top`` features and every
         modality by mean absolute SHAP value.
     """
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     split = read_json(splits)
     pipeline = OmicsPipeline.load(model_dir)
     _, values, _ = pipeline.design(raw_input_frame(adata[split["development"]]))
@@ -177,7 +177,7 @@ def evaluate_subgroups(
     task = head["task"]
     metric = primary_metric or DEFAULT_PROMOTION_METRIC[task]
     metrics = list(dict.fromkeys([metric, *SUBGROUP_METRICS[task]]))
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     names = [str(spec.get("name") or spec["column"]) for spec in specs]
     per_sample = {
         name: subgroup_values(adata, str(spec["column"]))

@@ -14,7 +14,7 @@ import polars as pl
 
 from omics_ml.assess import evaluate_predictions, point_metrics
 from omics_ml.baselines import fit_linear_baseline
-from omics_ml.integrate import FEATURE_SEPARATOR, raw_input_frame
+from omics_ml.integrate import FEATURE_SEPARATOR, raw_input_frame, read_features
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.normalise import ModalityNormaliser
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
@@ -268,7 +268,7 @@ def train_fold(
     dict
         The fold's metrics record.
     """
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     split = read_json(splits)
     train, test = _fold_sets(adata, split, fold)
     pipeline = _fit(
@@ -325,7 +325,7 @@ def train_variant(
     ``without_<m>`` train on one modality or all but one (:func:`variant_config`). Writes the
     pooled out-of-fold predictions and the per-fold records.
     """
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     split = read_json(splits)
     variant_cfg = variant_config(config, variant)
     if variant == PERMUTED:
@@ -373,7 +373,7 @@ def train_baseline(
     (:func:`omics_ml.baselines.fit_linear_baseline`) is fitted on the training rows with its
     penalty chosen by grouped inner CV, and predicts the test rows.
     """
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     split = read_json(splits)
     seed = int(config.get("seed", 42))
     frames, records = [], []
@@ -445,7 +445,7 @@ def train_final(
     exactly those parameters. ``plots`` maps the task's plot names
     (:data:`omics_ml.assess.PLOTS`) to output files.
     """
-    adata = ad.read_h5ad(features)
+    adata = read_features(features)
     split = read_json(splits)
     development, holdout = _subset(adata, split["development"]), _subset(adata, split["holdout"])
     frozen = {

@@ -49,9 +49,8 @@ def test_profiles_reject_nonsense() -> None:
         MemoryProfile(base_mb=100, per_input_mb=-1.0)
 
 
-def test_workflow_requests_memory_scaled_from_the_inputs(tmp_path) -> None:
-    """The dry run's mem_mb of validate_inputs is the profile applied to its input files."""
-    import re
+def _dry_run(tmp_path, **model) -> tuple[str, float]:
+    """Dry run of the example config (``model`` keys overridden): its output and input MB."""
     import subprocess
     import sys
     from pathlib import Path
@@ -64,20 +63,38 @@ def test_workflow_requests_memory_scaled_from_the_inputs(tmp_path) -> None:
         config["cohort"][key] = str(repo / config["cohort"][key])
     for spec in config["modalities"].values():
         spec["path"] = str(repo / spec["path"])
+    config.setdefault("model", {}).update(model)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     inputs = [config["cohort"]["samples"], config["cohort"]["outcomes"]]
     inputs += [spec["path"] for spec in config["modalities"].values()]
     size_mb = sum(Path(p).stat().st_size for p in inputs) / 1024 / 1024
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile")]
     cmd += ["--configfile", str(tmp_path / "config.yaml"), "--dry-run", "--cores", "2"]
-    out = subprocess.run(
-        cmd,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    block = out.split("rule validate_inputs:", 1)[1].split("\n\n", 1)[0]
-    requested = int(re.search(r"mem_mb=(\d+)", block).group(1))
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    return out, size_mb
+
+
+def _job_block(out: str, rule: str) -> str:
+    """The first job of ``rule`` in a dry run's listing, up to the next job's timestamp."""
+    import re
+
+    return re.split(r"\n\[|\n\n", out.split(f"rule {rule}:", 1)[1], maxsplit=1)[0]
+
+
+def test_workflow_requests_memory_scaled_from_the_inputs(tmp_path) -> None:
+    """The dry run's mem_mb of validate_inputs is the profile applied to its input files."""
+    import re
+
+    out, size_mb = _dry_run(tmp_path)
+    requested = int(re.search(r"mem_mb=(\d+)", _job_block(out, "validate_inputs")).group(1))
     assert requested == memory_mb(size_mb, MEMORY_PROFILES["validate"])
     assert requested > MEMORY_PROFILES["validate"].base_mb
+    assert "gpu=0" in _job_block(out, "train_final")
+
+
+def test_training_jobs_request_a_gpu_when_xgboost_trains_on_cuda(tmp_path) -> None:
+    out, _ = _dry_run(tmp_path, device="cuda")
+    for rule in ("train_fold", "train_final", "train_variant"):
+        assert "gpu=1" in _job_block(out, rule), rule
+    for rule in ("validate_inputs", "normalise_modality", "train_baseline", "explain_model"):
+        assert "gpu=" not in _job_block(out, rule), rule

@@ -25,6 +25,8 @@ CONFIG_HASH = hashlib.sha256(
     json.dumps(config, sort_keys=True, default=str).encode()
 ).hexdigest()
 TASK = config.get("task", "classification")
+# GPUs per training job: one where XGBoost trains on CUDA (SLURM: --gpus=1), else none.
+GPUS = 1 if str(config.get("model", {}).get("device", "cpu")).startswith("cuda") else 0
 # The plots each evaluation writes, per task (omics_ml.assess.PLOTS; a test keeps them equal).
 PLOTS = {
     "classification": ["confusion", "roc", "reliability"],

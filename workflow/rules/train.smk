@@ -17,6 +17,7 @@ rule train_fold:
     threads: 2
     resources:
         mem_mb=get_mem_mb("train"),
+        gpu=GPUS,
         runtime=60,
     script:
         "../scripts/train_fold.py"
@@ -42,6 +43,7 @@ rule train_final:
     threads: 2
     resources:
         mem_mb=get_mem_mb("train"),
+        gpu=GPUS,
         runtime=60,
     params:
         modalities=MODALITIES,
@@ -66,6 +68,7 @@ rule train_variant:
     threads: 2
     resources:
         mem_mb=get_mem_mb("train"),
+        gpu=GPUS,
         runtime=120,
     script:
         "../scripts/train_variant.py"
