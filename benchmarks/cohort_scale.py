@@ -456,6 +456,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--bootstrap",
+        type=int,
+        help="subject-bootstrap resamples of the confidence intervals (default: the config's 1000)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="reuse the simulated cohort and finished workflow in --workdir; rerun the references",
@@ -487,7 +492,10 @@ def main() -> None:
         simulate(args.size, data, args.seed)
         timings = {"simulate_s": time.monotonic() - start}
         overrides = workdir / "benchmark.yaml"
-        overrides.write_text(yaml.safe_dump(OVERRIDES))
+        settings = json.loads(json.dumps(OVERRIDES))
+        if args.bootstrap is not None:
+            settings["evaluate"]["n_bootstrap"] = args.bootstrap
+        overrides.write_text(yaml.safe_dump(settings))
         timings["workflow_s"] = run_workflow(workdir, [data / "config.yaml", overrides])
         timings_file.write_text(json.dumps(timings))
     simulate_s, workflow_s = timings["simulate_s"], timings["workflow_s"]
