@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench bench-scale setup clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ lint: setup
 # Count normalisation vs pydeseq2 and (where R is installed: apt-get install r-bioc-edger) edgeR.
 bench: setup
 	$(BIN)/python benchmarks/normalise_counts.py
+
+# Cohort scale: SIZE=S (CI-sized, about 4 minutes), M or L; results in $(SCALE_DIR)/summary.json.
+SIZE ?= S
+SCALE_DIR ?= benchmark-scale-$(SIZE)
+bench-scale: setup
+	rm -rf $(SCALE_DIR)
+	$(BIN)/python benchmarks/cohort_scale.py --size $(SIZE) --workdir $(SCALE_DIR)
 
 clean:
 	rm -rf results logs .snakemake
