@@ -187,8 +187,14 @@ def normaliser_from_spec(spec: Mapping[str, Any], *, name: str = "modality") -> 
 
 def _as_float(data: pd.DataFrame | NDArray[Any]) -> NDArray[np.float64]:
     if isinstance(data, pd.DataFrame):
+        # Always a copy: steps may work in place on what they receive.
         return data.to_numpy(dtype=np.float64, na_value=np.nan)
     return np.asarray(data, dtype=np.float64)
+
+
+def _rows(frame: pd.DataFrame, keep: NDArray[np.bool_]) -> pd.DataFrame:
+    """``frame.loc[keep]`` without copying when every row is kept."""
+    return frame if keep.all() else frame.loc[keep]
 
 
 def _present_rows(frame: pd.DataFrame) -> NDArray[np.bool_]:
@@ -286,11 +292,11 @@ class ModalityNormaliser:
         """
         frame = pd.DataFrame(X)
         self.feature_names_in_ = np.asarray(frame.columns.astype(str), dtype=object)
-        self.text_features_ = [
-            str(c)
-            for c in frame.columns
-            if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()
-        ]
+        is_text = np.array([not pd.api.types.is_numeric_dtype(d) for d in frame.dtypes], bool)
+        self.text_features_ = []
+        if is_text.any():
+            text = frame.loc[:, is_text]
+            self.text_features_ = [str(c) for c in text.columns[text.notna().any().to_numpy()]]
         if self.text_features_ and not (self.steps and self.steps[0].reads_text):
             msg = f"columns {self.text_features_[:5]} hold text; text (categorical) covariates need `clinical_encoding` as the first normalisation step (type: clinical), or fix the values if they should be numbers."
             raise ValueError(msg)
@@ -300,7 +306,7 @@ class ModalityNormaliser:
             raise ValueError(msg)
         labels = self._batch_labels(batch, len(frame))
         labels = labels[present] if labels is not None else None
-        fitted = self._run(frame.loc[present], labels, fit=True)
+        fitted = self._run(_rows(frame, present), labels, fit=True)
         names: NDArray[np.object_] = self.feature_names_in_
         for step in self.steps:
             names = np.asarray(step.get_feature_names_out(names), dtype=object)
@@ -332,7 +338,7 @@ class ModalityNormaliser:
         if present.any():
             labels = self._batch_labels(batch, len(frame))
             labels = labels[present] if labels is not None else None
-            out[present] = self._run(frame.loc[present], labels, fit=False)
+            out[present] = self._run(_rows(frame, present), labels, fit=False)
         return out
 
     def get_feature_names_out(self) -> NDArray[np.object_]:
@@ -377,10 +383,16 @@ class ModalityNormaliser:
         return obj
 
 
-def modality_frame(matrix: Any) -> pd.DataFrame:
-    """Raw table of a :class:`~omics_ml.io.Matrix`: float columns, text columns as objects."""
+def modality_frame(matrix: Any, *, dtype: type[np.floating] = np.float64) -> pd.DataFrame:
+    """Raw table of a :class:`~omics_ml.io.Matrix`: float columns, text columns as objects.
+
+    ``dtype=np.float32`` keeps the stored float32 values without a float64 copy (the
+    normaliser converts once, exactly, into its own copy).
+    """
     frame = pd.DataFrame(
-        matrix.values.astype(np.float64), columns=matrix.feature_names, index=matrix.sample_ids
+        matrix.values.astype(dtype, copy=False),
+        columns=matrix.feature_names,
+        index=matrix.sample_ids,
     )
     for name, values in matrix.text.items():
         frame[name] = pd.Series(values, index=frame.index, dtype=object)
@@ -430,7 +442,7 @@ def normalise_modality_file(
     if not is_dev.any():
         msg = f"{spec['path']}: no development sample has modality {name!r}; it cannot be fitted."
         raise InputError(msg)
-    frame = modality_frame(matrix)
+    frame = modality_frame(matrix, dtype=np.float32)
     normaliser = normaliser_from_spec(spec, name=name)
     batch = None
     if normaliser.uses_batch:

@@ -361,15 +361,17 @@ class OmicsPipeline:
             is_text = block.columns.isin(normaliser.text_features_)
         else:  # not fitted yet: text columns are those the raw table holds as objects
             is_text = block.dtypes.to_numpy() == np.dtype(object)
-        numeric = block.loc[:, ~is_text]
+        numeric = block.loc[:, ~is_text] if is_text.any() else block
         # Only columns that arrive as objects (e.g. numbers read as text) need parsing.
         parse = numeric.select_dtypes(exclude="number").columns
         if len(parse):
             numeric = numeric.copy()
             numeric[parse] = numeric[parse].apply(pd.to_numeric, errors="coerce")
-        numeric = numeric.astype(np.float64)  # one conversion of the whole block
         if not is_text.any():
+            # Floats as they come (float32 from training tables): the normaliser converts
+            # once to float64, exactly, into its own copy.
             return numeric
+        numeric = numeric.astype(np.float64)  # one conversion of the whole block
         text = block.loc[:, is_text].astype(object)
         text = text.where(text.notna(), None)
         return pd.concat([numeric, text], axis=1)[block.columns]

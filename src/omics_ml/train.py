@@ -136,7 +136,9 @@ def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFram
     One row per sample (per subject and landmark for longitudinal models) with
     ``sample_id``, ``subject_id``, the task's prediction columns and the outcome columns.
     """
-    return pipeline.evaluation_frame(raw_input_frame(adata), outcome_frame(adata))
+    return pipeline.evaluation_frame(
+        raw_input_frame(adata, dtype=np.float32), outcome_frame(adata)
+    )
 
 
 def _fit(
@@ -149,7 +151,7 @@ def _fit(
     frozen: Mapping[str, ModalityNormaliser] | None = None,
 ) -> OmicsPipeline:
     return fit_pipeline(
-        raw_input_frame(train),
+        raw_input_frame(train, dtype=np.float32),
         outcome_frame(train),
         config=config,
         classes=classes,
@@ -211,7 +213,7 @@ def missing_modality_predictions(pipeline: OmicsPipeline, adata: ad.AnnData) -> 
     empty for a single-modality model. The modality holding a future-value target is skipped:
     its visits define the outcome itself.
     """
-    frame = raw_input_frame(adata)
+    frame = raw_input_frame(adata, dtype=np.float32)
     outcomes = outcome_frame(adata)
     target = None
     if pipeline.landmarks is not None and pipeline.landmarks.target is not None:
@@ -381,14 +383,14 @@ def train_baseline(
         pipeline = OmicsPipeline.load(model_dir)
         train, test = _fold_sets(adata, split, fold)
         meta, values, outcome = pipeline.design(
-            raw_input_frame(train), outcome_frame(train), select=False
+            raw_input_frame(train, dtype=np.float32), outcome_frame(train), select=False
         )
         assert outcome is not None
         baseline = fit_linear_baseline(
             values, outcome, meta["subject_id"].to_numpy(), head=pipeline.head, seed=seed
         )
         test_meta, test_values, test_outcome = pipeline.design(
-            raw_input_frame(test), outcome_frame(test), select=False
+            raw_input_frame(test, dtype=np.float32), outcome_frame(test), select=False
         )
         assert test_outcome is not None
         predicted = pd.concat(
