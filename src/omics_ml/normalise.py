@@ -349,10 +349,11 @@ class ModalityNormaliser:
         """Which input features reach the output (directly, or one-hot expanded)."""
         out = pd.Index(self.feature_names_out_.astype(str))
         names = self.feature_names_in_.astype(str)
-        kept = np.isin(names, out)
+        # pandas' hash lookups: numpy's isin compares string arrays pairwise (quadratic).
+        kept = pd.Index(names).isin(out)
         if any("=" in name for name in out):
             stems = {name.split("=", 1)[0] for name in out}
-            kept |= np.isin(names, list(stems))
+            kept |= pd.Index(names).isin(list(stems))
         return kept
 
     def describe(self) -> list[str]:
@@ -438,7 +439,7 @@ def normalise_modality_file(
     )
     split = read_json(splits)
     development = set(split["development"])
-    is_dev = np.isin(np.asarray(matrix.sample_ids, dtype=object), list(development))
+    is_dev = pd.Index(matrix.sample_ids).isin(list(development))
     if not is_dev.any():
         msg = f"{spec['path']}: no development sample has modality {name!r}; it cannot be fitted."
         raise InputError(msg)
@@ -471,7 +472,7 @@ def normalise_modality_file(
             {
                 "modality": name,
                 "kept": normaliser.kept_inputs(),
-                "text": np.isin(matrix.feature_names, normaliser.text_features_),
+                "text": pd.Index(matrix.feature_names).isin(normaliser.text_features_),
             },
             index=pd.Index(matrix.feature_names, name="feature"),
         ),
