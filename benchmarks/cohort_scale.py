@@ -460,6 +460,7 @@ def main() -> None:
         type=int,
         help="subject-bootstrap resamples of the confidence intervals (default: the config's 1000)",
     )
+    parser.add_argument("--folds", type=int, help="outer folds (default: the config's 5)")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -495,6 +496,8 @@ def main() -> None:
         settings = json.loads(json.dumps(OVERRIDES))
         if args.bootstrap is not None:
             settings["evaluate"]["n_bootstrap"] = args.bootstrap
+        if args.folds is not None:
+            settings["split"] = {"n_splits": args.folds}
         overrides.write_text(yaml.safe_dump(settings))
         timings["workflow_s"] = run_workflow(workdir, [data / "config.yaml", overrides])
         timings_file.write_text(json.dumps(timings))
