@@ -357,12 +357,48 @@ def xgboost_reference(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return {"fits": records, "seconds": sum(r["early_stopping_s"] + r["refit_s"] for r in records)}
 
 
+def xgboost_in_jobs(workdir: Path) -> float:
+    """Seconds the training jobs spent fitting XGBoost, from their logs.
+
+    Each fit logs a line when it starts (``XGBoost <objective> on ...``) and one when the
+    refitted booster is done (``fitted ...``); the span covers the quantile matrices, the
+    early-stopping fit and the refit, as the XGBoost-alone reference does.
+    """
+    total = 0.0
+    logs = [
+        *sorted((workdir / "logs" / "train_fold").glob("*.log")),
+        workdir / "logs" / "train_final.log",
+    ]
+    for log in logs:
+        start = None
+        for line in log.read_text().splitlines():
+            stamp = line[:23]
+            if " omics_ml.pipeline: XGBoost " in line:
+                start = (
+                    time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+                    + int(stamp[20:]) / 1000
+                )
+            elif " omics_ml.pipeline: fitted " in line and start is not None:
+                end = (
+                    time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+                    + int(stamp[20:]) / 1000
+                )
+                total += end - start
+                start = None
+    return total
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
-def _child(mode: str, workdir: Path) -> dict[str, Any]:
-    """Run one reference in a fresh process (its own peak RSS) and return its JSON."""
+def _child(mode: str, workdir: Path, *, reuse: bool = False) -> dict[str, Any]:
+    """Run one reference in a fresh process (its own peak RSS) and return its JSON.
+
+    With ``reuse``, a reference that already ran in ``workdir`` is read instead.
+    """
     out = workdir / f"{mode}.json"
+    if reuse and out.exists():
+        return json.loads(out.read_text())
     cmd = [sys.executable, __file__, "--child", mode, "--workdir", str(workdir)]
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
@@ -430,7 +466,7 @@ def report(summary: dict[str, Any]) -> str:
         )
     ours, ref = summary["ours_prepare_s"], summary["pandas"]["seconds"]
     ref_total = sum(ref.values())
-    xgb_s = summary["xgboost"]["seconds"]
+    in_jobs = summary["xgboost_in_jobs_s"]
     lines += [
         "",
         "| comparison | omics-ml | reference | ratio |",
@@ -443,10 +479,16 @@ def report(summary: dict[str, Any]) -> str:
         f"| peak RSS of validate..integrate (MiB) vs pandas + sklearn "
         f"| {summary['ours_prepare_rss']:.0f} | {summary['pandas']['peak_rss_mb']:.0f} "
         f"| {summary['ours_prepare_rss'] / summary['pandas']['peak_rss_mb']:.2f} |",
-        f"| whole workflow (s) vs XGBoost alone ({len(summary['xgboost']['fits'])} boosters, "
-        f"early stopping + refit) | {summary['workflow_s']:.0f} | {xgb_s:.0f} "
-        f"| {summary['workflow_s'] / xgb_s:.2f} |",
+        f"| whole workflow (s) vs XGBoost's fits inside the training jobs (from their logs) "
+        f"| {summary['workflow_s']:.0f} | {in_jobs:.0f} | {summary['workflow_s'] / in_jobs:.2f} |",
     ]
+    if summary["xgboost"] is not None:
+        xgb_s = summary["xgboost"]["seconds"]
+        lines.append(
+            f"| whole workflow (s) vs XGBoost alone ({len(summary['xgboost']['fits'])} boosters, "
+            f"early stopping + refit) | {summary['workflow_s']:.0f} | {xgb_s:.0f} "
+            f"| {summary['workflow_s'] / xgb_s:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -459,6 +501,12 @@ def main() -> None:
         "--bootstrap",
         type=int,
         help="subject-bootstrap resamples of the confidence intervals (default: the config's 1000)",
+    )
+    parser.add_argument(
+        "--skip-xgboost",
+        action="store_true",
+        help="leave out the XGBoost-alone rerun (as long as the training); the XGBoost time "
+        "logged inside the training jobs is still reported",
     )
     parser.add_argument("--folds", type=int, help="outer folds (default: the config's 5)")
     parser.add_argument(
@@ -523,9 +571,12 @@ def main() -> None:
         ),
         "ours_prepare_rss": float(prepare["max_rss"].max()),
         "import_rss_mb": import_rss_mb(),
-        "pandas": _child("pandas", workdir),
-        "xgboost": _child("xgboost", workdir),
+        "pandas": _child("pandas", workdir, reuse=args.resume),
+        "xgboost_in_jobs_s": xgboost_in_jobs(workdir),
     }
+    summary["xgboost"] = (
+        None if args.skip_xgboost else _child("xgboost", workdir, reuse=args.resume)
+    )
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(report(summary))
 
