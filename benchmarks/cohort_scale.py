@@ -80,6 +80,7 @@ STAGES = [
     ("integrate", "integrate_features"),
     ("one fold's training (slowest)", "train_fold"),
     ("aggregate", "aggregate_folds"),
+    ("compare (each modality missing at prediction)", "compare_variants"),
     ("final model", "train_final"),
     ("explain", "explain_model"),
     ("track (log_run)", "log_run"),
@@ -415,7 +416,13 @@ def stage_table(jobs: pd.DataFrame, sizes: dict[str, Any]) -> list[dict[str, Any
                 )
             continue
         top = mine.loc[mine["seconds"].idxmax()]
-        handles = rule not in ("split_cohort", "aggregate_folds", "report_html", "register_model")
+        handles = rule not in (
+            "split_cohort",
+            "aggregate_folds",
+            "compare_variants",
+            "report_html",
+            "register_model",
+        )
         matrix = largest_raw if rule == "validate_inputs" else sizes["integrated"]
         rows.append(
             {
