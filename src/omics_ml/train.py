@@ -136,9 +136,7 @@ def predictions_table(pipeline: OmicsPipeline, adata: ad.AnnData) -> pd.DataFram
     One row per sample (per subject and landmark for longitudinal models) with
     ``sample_id``, ``subject_id``, the task's prediction columns and the outcome columns.
     """
-    return pipeline.evaluation_frame(
-        raw_input_frame(adata, dtype=np.float32), outcome_frame(adata)
-    )
+    return pipeline.evaluation_frame(raw_input_frame(adata, dtype=np.float32), outcome_frame(adata))
 
 
 def _fit(
