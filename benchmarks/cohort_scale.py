@@ -36,6 +36,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,12 @@ def xgboost_reference(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return {"fits": records, "seconds": sum(r["early_stopping_s"] + r["refit_s"] for r in records)}
 
 
+def _log_time(line: str) -> float:
+    """Seconds of a log line's ``YYYY-mm-dd HH:MM:SS,mmm`` timestamp."""
+    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp()
+
+
 def xgboost_in_jobs(workdir: Path) -> float:
     """Seconds the training jobs spent fitting XGBoost, from their logs.
 
@@ -363,18 +370,10 @@ def xgboost_in_jobs(workdir: Path) -> float:
     for log in logs:
         start = None
         for line in log.read_text().splitlines():
-            stamp = line[:23]
             if " omics_ml.pipeline: XGBoost " in line:
-                start = (
-                    time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-                    + int(stamp[20:]) / 1000
-                )
+                start = _log_time(line)
             elif " omics_ml.pipeline: fitted " in line and start is not None:
-                end = (
-                    time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-                    + int(stamp[20:]) / 1000
-                )
-                total += end - start
+                total += _log_time(line) - start
                 start = None
     return total
 

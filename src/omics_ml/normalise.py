@@ -292,11 +292,8 @@ class ModalityNormaliser:
         """
         frame = pd.DataFrame(X)
         self.feature_names_in_ = np.asarray(frame.columns.astype(str), dtype=object)
-        is_text = np.array([not pd.api.types.is_numeric_dtype(d) for d in frame.dtypes], bool)
-        self.text_features_ = []
-        if is_text.any():
-            text = frame.loc[:, is_text]
-            self.text_features_ = [str(c) for c in text.columns[text.notna().any().to_numpy()]]
+        text = frame.select_dtypes(exclude=["number", "bool"])  # as is_numeric_dtype
+        self.text_features_ = [str(c) for c in text.columns[text.notna().any().to_numpy()]]
         if self.text_features_ and not (self.steps and self.steps[0].reads_text):
             msg = f"columns {self.text_features_[:5]} hold text; text (categorical) covariates need `clinical_encoding` as the first normalisation step (type: clinical), or fix the values if they should be numbers."
             raise ValueError(msg)
@@ -348,12 +345,12 @@ class ModalityNormaliser:
     def kept_inputs(self) -> NDArray[np.bool_]:
         """Which input features reach the output (directly, or one-hot expanded)."""
         out = pd.Index(self.feature_names_out_.astype(str))
-        names = self.feature_names_in_.astype(str)
         # pandas' hash lookups: numpy's isin compares string arrays pairwise (quadratic).
-        kept = pd.Index(names).isin(out)
+        names = pd.Index(self.feature_names_in_.astype(str))
+        kept = names.isin(out)
         if any("=" in name for name in out):
             stems = {name.split("=", 1)[0] for name in out}
-            kept |= pd.Index(names).isin(list(stems))
+            kept |= names.isin(list(stems))
         return kept
 
     def describe(self) -> list[str]:
