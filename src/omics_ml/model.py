@@ -15,13 +15,15 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from omics_ml.pipeline import OmicsPipeline
+from omics_ml.twin import TwinModel
 
 __all__ = [
     "MODEL_CODE_PATH",
     "PIPELINE_ARTIFACT",
+    "TWIN_ARTIFACT",
     "RawOmicsModel",
     "input_contract",
     "input_example",
@@ -30,6 +32,8 @@ __all__ = [
 
 #: Key of the pipeline directory among the model's artifacts.
 PIPELINE_ARTIFACT = "pipeline"
+#: Key of the what-if model's directory (models trained with a ``treatment`` section).
+TWIN_ARTIFACT = "twin"
 #: The file MLflow executes to build the model when it is loaded.
 MODEL_CODE_PATH = Path(__file__).with_name("mlflow_model_code.py")
 
@@ -40,6 +44,8 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         """Load the pipeline from the model's artifacts."""
         self.pipeline = OmicsPipeline.load(context.artifacts[PIPELINE_ARTIFACT])
+        twin = context.artifacts.get(TWIN_ARTIFACT)
+        self.twin = None if twin is None else TwinModel.load(twin)
 
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None):
         """Predict one row per sample.
@@ -51,15 +57,24 @@ class RawOmicsModel(mlflow.pyfunc.PythonModel):
             ``sample_id`` and raw ``modality:feature`` columns; absent columns (a whole missing
             modality included) count as missing values.
         params : dict, optional
-            Unused.
+            ``{"what_if": True}`` returns each patient's predictions under every treatment
+            arm and the difference between arms (:meth:`TwinModel.predict_what_if`); only for
+            models trained with a ``treatment`` section.
 
         Returns
         -------
         pandas.DataFrame
             One row per sample (per subject and landmark reached, for longitudinal models)
-            with the task's columns; see :meth:`OmicsPipeline.predict_frame`.
+            with the task's columns; see :meth:`OmicsPipeline.predict_frame`. With
+            ``what_if``, one row per sample and arm.
         """
-        return self.pipeline.predict_frame(pd.DataFrame(model_input))
+        frame = pd.DataFrame(model_input)
+        if params and params.get("what_if"):
+            if self.twin is None:
+                msg = "this model was trained without a treatment section: it has no what-if predictions."
+                raise ValueError(msg)
+            return self.twin.predict_what_if(frame)
+        return self.pipeline.predict_frame(frame)
 
 
 def input_contract(
@@ -115,7 +130,8 @@ def model_signature(pipeline: OmicsPipeline) -> ModelSignature:
         + [ColSpec("string", c, required=False) for c in pipeline.batch_columns]
     )
     outputs = Schema([ColSpec(kind, name) for name, kind in pipeline.output_columns()])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema([ParamSpec("what_if", "boolean", False)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def input_example(pipeline: OmicsPipeline, raw: pd.DataFrame) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from omics_ml.io import read_json, write_json
 from omics_ml.model import (
     MODEL_CODE_PATH,
     PIPELINE_ARTIFACT,
+    TWIN_ARTIFACT,
     input_contract,
     input_example,
     model_signature,
@@ -55,6 +56,7 @@ from omics_ml.provenance import (
 )
 from omics_ml.registry import CHAMPION, find_pickles, register_version
 from omics_ml.tasks import DEFAULT_PROMOTION_METRIC
+from omics_ml.twin import TWIN_FILE
 
 __all__ = [
     "default_store",
@@ -288,6 +290,30 @@ def _comparison_metrics(comparison: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if np.isfinite(v)}
 
 
+def _twin_metrics(twin: Mapping[str, Any]) -> dict[str, float]:
+    """Out-of-fold what-if metrics of each meta-learner, and the trial's own contrast."""
+    values = {
+        "twin_trial_benefit": twin["trial_contrast"]["benefit"]["estimate"],
+        "twin_trial_benefit_lower": twin["trial_contrast"]["benefit"]["lower"],
+        "twin_trial_benefit_upper": twin["trial_contrast"]["benefit"]["upper"],
+    }
+    auc = twin["overlap"].get("auc")
+    if auc:
+        values["twin_propensity_auc"] = auc["estimate"]
+    for learner, result in twin["learners"].items():
+        for name in (
+            "average_benefit",
+            "c_for_benefit",
+            "policy_gain_vs_best_fixed",
+            "policy_model",
+        ):
+            m = result["metrics"][name]
+            values[f"twin_{learner}_{name}"] = m["estimate"]
+            values[f"twin_{learner}_{name}_lower"] = m["lower"]
+            values[f"twin_{learner}_{name}_upper"] = m["upper"]
+    return {k: float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
+
+
 def _requirements() -> list[str]:
     reqs = []
     for name in _MODEL_REQUIREMENTS:
@@ -455,6 +481,7 @@ def log_pipeline_run(
     comparison: str | os.PathLike[str] | None = None,
     review_files: Sequence[str | os.PathLike[str]] = (),
     importance: str | os.PathLike[str] | None = None,
+    twin_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Log one pipeline run to MLflow and log (not yet register) its checked model.
 
@@ -468,7 +495,9 @@ def log_pipeline_run(
     baseline, negative-control and modality-value metrics; ``review_files`` (plots and JSON of
     the comparison, subgroups and explanations) are logged under ``evaluation``;
     ``importance`` (the feature-importance CSV of the explain step) under ``importance``, one
-    file per modality.
+    file per modality. ``twin_dir`` (the what-if model of ``train_twin``) travels inside the
+    logged model, which then answers ``params={"what_if": True}``; the twin's out-of-fold
+    metrics (``twin.json`` among ``review_files``) are logged as ``twin_*`` metrics.
 
     Returns
     -------
@@ -554,6 +583,7 @@ def log_pipeline_run(
                 split=split,
                 holdout_predictions=holdout_predictions,
                 staging=staging,
+                twin_dir=None if twin_dir is None else Path(twin_dir),
             )
             metrics = {
                 **_metrics_with_ci("cv_", cv["metrics"]),
@@ -565,6 +595,9 @@ def log_pipeline_run(
             }
             if comparison is not None:
                 metrics.update(_comparison_metrics(read_json(comparison)))
+            twin_json = [p for p in review_files if Path(p).name == "twin.json"]
+            if twin_json:
+                metrics.update(_twin_metrics(read_json(twin_json[0])))
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(qc), "qc")
             for path in [*plots, cv_metrics, holdout_metrics, *review_files]:
@@ -637,6 +670,7 @@ def _log_final_model(
     split: Mapping[str, Any],
     holdout_predictions: str | os.PathLike[str],
     staging: Path,
+    twin_dir: Path | None = None,
 ) -> tuple[str, str, float]:
     """The final-model child run: log the model, its holdout metrics, and check it."""
     info = pipeline.info
@@ -660,7 +694,10 @@ def _log_final_model(
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE_PATH),
-            artifacts={PIPELINE_ARTIFACT: str(model_dir.resolve())},
+            artifacts={
+                PIPELINE_ARTIFACT: str(model_dir.resolve()),
+                **({TWIN_ARTIFACT: str(twin_dir.resolve())} if twin_dir is not None else {}),
+            },
             code_paths=[str(Path(__file__).resolve().parent)],
             signature=model_signature(pipeline),
             input_example=example,
@@ -674,6 +711,7 @@ def _log_final_model(
                 else pipeline.landmarks.to_json(),
                 "head": {k: v for k, v in pipeline.head.to_json().items() if k != "baseline"},
                 "config_hash": chash,
+                "treatment": None if twin_dir is None else read_json(twin_dir / TWIN_FILE)["spec"],
             },
         )
         mlflow.log_metrics(

@@ -42,6 +42,10 @@ VARIANTS = (["permuted"] if EVALUATE["permuted_control"] else []) + (
     else []
 )
 BASELINE = EVALUATE["baseline"]
+# What-if predictions under each treatment arm (omics_ml.twin); TWIN_PLOTS are
+# omics_ml.twin_evaluation.TWIN_PLOTS (a test keeps them equal).
+TREATMENT = bool(config.get("treatment"))
+TWIN_PLOTS = ["twin_calibration", "twin_policy", "twin_overlap", "twin_effects"]
 SUBGROUPS = bool(EVALUATE["subgroups"])
 
 # XGBoost's OpenMP threads sleep instead of spinning while they wait: with spinning threads, a

@@ -35,6 +35,7 @@ rule log_run:
         comparison=rules.compare_variants.output.metrics,
         reviews=REVIEW_FILES,
         importance=rules.explain_model.output.table,
+        twin=rules.train_twin.output.twin if TREATMENT else [],
     output:
         info="results/register/run.json",
     log:

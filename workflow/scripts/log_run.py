@@ -25,4 +25,5 @@ log_pipeline_run(
     comparison=snakemake.input.comparison,
     review_files=snakemake.input.reviews,
     importance=snakemake.input.importance,
+    twin_dir=snakemake.input.twin or None,
 )
