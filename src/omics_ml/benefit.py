@@ -68,8 +68,9 @@ def km_risk(
     order = np.argsort(t, kind="stable")
     t, e, w = t[order], e[order], w[order]
     times, first = np.unique(t, return_index=True)
-    total = np.concatenate([[0.0], np.cumsum(w)])
-    at_risk = total[-1] - total[first]
+    # Weight at risk summed from the last time back (not total minus a running sum): when all
+    # still at risk have the event, at risk and deaths are then equal sums and survival is 0.
+    at_risk = np.cumsum(np.add.reduceat(w, first)[::-1])[::-1]
     deaths = np.add.reduceat(w * e, first)
     use = (times <= horizon) & (deaths > 0)
     n, d = at_risk[use], deaths[use]

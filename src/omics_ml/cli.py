@@ -51,6 +51,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, tracking_uri=args.tracking_uri)
     frame = read_model_inputs(model, args.input, samples=args.samples)
+    if args.what_if:
+        return _what_if(model, frame, args)
     predictions = model.predict(frame)
     if args.plot:
         from omics_ml.trajectory import plot_patient_trajectories
@@ -76,6 +78,62 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"\n{len(predictions)} predictions written to {args.output}", file=sys.stderr)
     if args.explain:
         _explain(model, frame, top=args.explain, output=args.output)
+    return 0
+
+
+def _what_if(model: Any, frame: Any, args: argparse.Namespace) -> int:
+    """Print and write each patient's predictions under every treatment arm."""
+    from omics_ml.predict import model_metadata
+
+    metadata = model_metadata(model)
+    if not metadata.get("treatment"):
+        print(
+            "omics-ml predict --what-if: this model was trained without a treatment section "
+            "in its config, so it has no what-if predictions. Add treatment: {column, arms} "
+            "and retrain.",
+            file=sys.stderr,
+        )
+        return 2
+    predictions = model.predict(frame, params={"what_if": True})
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(out, index=False)
+    if args.plot:
+        from omics_ml.trajectory import plot_what_if
+
+        written = plot_what_if(predictions, metadata, args.plot)
+        print(f"{len(written)} per-patient what-if plot(s) written to {args.plot}", file=sys.stderr)
+    ids = [c for c in ("sample_id", "subject_id", "landmark") if c in predictions]
+    shown = predictions[
+        [
+            *ids,
+            "arm",
+            "outcome",
+            "outcome_lower",
+            "outcome_upper",
+            "effect",
+            "effect_lower",
+            "effect_upper",
+            "prob_benefit",
+        ]
+    ]
+    treatment = metadata["treatment"]
+    print(
+        f"What-if under each arm of {treatment['column']} (effect: arm minus "
+        f"{treatment['arms'][0]}; bands: {round(100 * treatment['interval_level'])}% of "
+        f"{treatment['n_bootstrap']} bootstrap refits; prob_benefit: share of refits that "
+        "predict a benefit):"
+    )
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 20):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        "These are model predictions, causal only under the assumptions in the run's report "
+        "(randomised arm or no unmeasured confounding, overlap).",
+        file=sys.stderr,
+    )
+    if args.output:
+        print(f"\n{len(predictions)} rows written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -173,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also give each patient's K largest SHAP contributions (features) and the "
         "contribution of every modality (written next to --output as *_explanations.csv and "
         "*_modality_contributions.csv)",
+    )
+    p.add_argument(
+        "--what-if",
+        action="store_true",
+        help="predict each patient under every treatment arm of the model (models trained "
+        "with a treatment section): the outcome per arm with its bootstrap band, the effect "
+        "against the reference arm and the share of refits that predict a benefit; with "
+        "--plot, one PNG per patient comparing the arms",
     )
     p.add_argument(
         "--samples",

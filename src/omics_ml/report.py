@@ -163,6 +163,117 @@ def _comparison_section(
     return parts
 
 
+def _twin_section(
+    twin: Mapping[str, Any], images: Mapping[str, str | os.PathLike[str]]
+) -> list[str]:
+    """What-if predictions: assumptions, average effect against the trial, heterogeneity."""
+    spec = twin["treatment"]
+    reference, treated = spec["arms"]
+    scale = twin["outcome_scale"]
+    level = round(100 * twin["confidence_level"])
+    trial = twin["trial_contrast"]
+    direction = "fall" if scale["lower_is_better"] else "rise"
+    where = "" if twin.get("landmark") is None else f" at landmark {twin['landmark']:g}"
+    parts = [
+        "<h2>Digital twin: what-if predictions under each treatment arm</h2>",
+        f"<p>Arm column <code>{html.escape(spec['column'])}</code>: {html.escape(str(treated))} "
+        f"against the reference {html.escape(str(reference))}; outcome scale: "
+        f"{html.escape(scale['label'])}. <em>Benefit</em> is the {direction} in it under "
+        f"{html.escape(str(treated))} (positive favours {html.escape(str(treated))}). "
+        f"Out-of-fold predictions of {twin['n_subjects']} development subjects{where} "
+        f"({', '.join(f'{html.escape(str(a))}: {n}' for a, n in twin['n_subjects_by_arm'].items())}); "
+        f"{level}% intervals. The {twin['served_learner'].upper()}-learner serves "
+        "<code>omics-ml predict --what-if</code>.</p>",
+        f"<p class='warn'><strong>Assumptions.</strong> {html.escape(twin['assumptions'])}"
+        + (
+            ""
+            if spec.get("randomised", True)
+            else " This cohort is marked as <strong>not randomised</strong>."
+        )
+        + "</p>",
+        *[f"<p class='warn'>{html.escape(w)}</p>" for w in twin["warnings"]],
+        f"<p><strong>{html.escape(twin['heterogeneity_statement'])}</strong></p>",
+    ]
+    rows = [
+        [
+            f"trial contrast ({trial['method']})",
+            _interval(trial["benefit"]),
+            "-",
+            "-",
+            "-",
+        ]
+    ]
+    for learner, result in twin["learners"].items():
+        m = result["metrics"]
+        rows.append(
+            [
+                f"{learner.upper()}-learner, average predicted benefit",
+                _interval(m["average_benefit"]),
+                "yes" if result["agrees_with_trial"] else "NO",
+                _interval(m["c_for_benefit"]),
+                _interval(m["policy_gain_vs_best_fixed"]),
+            ]
+        )
+    parts += [
+        _table(
+            [
+                "estimate",
+                f"benefit ({level}% CI)",
+                "agrees with trial",
+                "c-for-benefit",
+                "policy gain over best of treat-all/none",
+            ],
+            rows,
+        ),
+        "<p>The average predicted benefit's interval adds the spread over bootstrap refits of "
+        "the model to the subject bootstrap. The c-for-benefit (van Klaveren et al. 2018) pairs "
+        "treated and control subjects by predicted benefit: 0.5 is chance. The policy 'treat if "
+        "predicted benefit > 0' is valued by inverse-probability weighting "
+        f"({html.escape(twin['policy_propensity'])}).</p>",
+    ]
+    first = next(iter(twin["learners"].values()))["metrics"]
+    policy_rows = [
+        [f"treat none ({reference})", _interval(first["policy_treat_none"])],
+        [f"treat all ({treated})", _interval(first["policy_treat_all"])],
+    ]
+    for learner, result in twin["learners"].items():
+        share = result["metrics"]["fraction_recommended_treated"]["estimate"]
+        policy_rows.append(
+            [
+                f"{learner.upper()}-learner: treat if benefit > 0 ({100 * share:.0f}% treated)",
+                _interval(result["metrics"]["policy_model"]),
+            ]
+        )
+    parts.append(_table(["policy", scale["label"]], policy_rows))
+    calibration_rows = [
+        [
+            learner.upper(),
+            g["group"],
+            g["n"],
+            f"{g['predicted']:.3f}",
+            f"{g['observed']:.3f} [{g['lower']:.3f}, {g['upper']:.3f}]",
+        ]
+        for learner, result in twin["learners"].items()
+        for g in result["calibration"]["groups"]
+    ]
+    parts.append(
+        _table(
+            ["learner", "group", "subjects", "predicted benefit", "observed benefit"],
+            calibration_rows,
+        )
+    )
+    auc = twin["overlap"].get("auc")
+    if auc:
+        parts.append(
+            f"<p>Overlap: the arm predicted from the baseline features (out of fold) has AUC "
+            f"{_interval(auc)} (0.5 when randomised); "
+            f"{100 * twin['overlap']['fraction_outside']:.1f}% of subjects have an estimated "
+            "propensity outside [0.05, 0.95].</p>"
+        )
+    parts += ["<div class='plots'>", *[_image(p) for p in images.values()], "</div>"]
+    return parts
+
+
 def _tuning_section(cv: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:
     folds = [f for f in cv["per_fold"] if "tuned_params" in f]
     info = state.get("info", {})
@@ -294,12 +405,14 @@ def render_report(
     subgroups: Mapping[str, Any] | None = None,
     shap: Mapping[str, Any] | None = None,
     review_plots: Mapping[str, str | os.PathLike[str]] | None = None,
+    twin: Mapping[str, Any] | None = None,
 ) -> str:
     """Render the report as a self-contained HTML string (plots embedded).
 
     ``comparison``, ``subgroups`` and ``shap`` are the JSON outputs of the review steps;
     ``review_plots`` maps their plot names (``comparison``, ``modality_value``,
-    ``shap_summary``, ``shap_modalities``, ``subgroups_cv``, ``subgroups_holdout``) to PNGs.
+    ``shap_summary``, ``shap_modalities``, ``subgroups_cv``, ``subgroups_holdout``, and
+    the ``twin_*`` plots) to PNGs; ``twin`` is the what-if evaluation (``twin.json``).
     """
     review_plots = dict(review_plots or {})
 
@@ -417,11 +530,27 @@ def render_report(
             else []
         ),
         *(_explanation_section(shap, images("shap_summary", "shap_modalities")) if shap else []),
+        *(
+            _twin_section(
+                twin,
+                images("twin_effects", "twin_calibration", "twin_policy", "twin_overlap"),
+            )
+            if twin
+            else []
+        ),
         "<h2>Use the model</h2>",
         f"<p><code>omics-ml predict --model {html.escape(run_info['champion_uri'])} "
         f"--tracking-uri {html.escape(run_info['tracking_uri'])} --input DIR "
         f"{'--samples SHEET ' if state.get('landmarks') else ''}--output predictions.csv "
         "--plot DIR</code></p>",
+        *(
+            [
+                "<p>What-if under each arm: add <code>--what-if</code> (per-patient plots of "
+                "the arms with <code>--plot DIR</code>).</p>"
+            ]
+            if twin
+            else []
+        ),
         f"<p><code>{html.escape(run_info['ui_command'])}</code>, then open "
         f"<code>{html.escape(run_info['ui_runs_page'])}</code></p>",
         "</body></html>",
@@ -443,7 +572,7 @@ def write_report(
     """Write the HTML report of a run from its output files.
 
     ``reviews`` are the review steps' outputs: ``comparison.json``, ``subgroups.json``,
-    ``shap_importance.json`` and their PNGs, recognised by file name.
+    ``shap_importance.json``, ``twin.json`` and their PNGs, recognised by file name.
     """
     files = {Path(p).name: p for p in reviews}
 
@@ -460,6 +589,7 @@ def write_report(
         comparison=optional_json("comparison.json"),
         subgroups=optional_json("subgroups.json"),
         shap=optional_json("shap_importance.json"),
+        twin=optional_json("twin.json"),
         review_plots={Path(n).stem: p for n, p in files.items() if n.endswith(".png")},
     )
     with atomic_output(html_out) as tmp:

@@ -1,6 +1,7 @@
 """Per-patient plots of predicted trajectories (``omics-ml predict --plot DIR``).
 
-Survival models draw the patient's predicted survival curve from each landmark reached, on the
+:func:`plot_what_if` draws a patient's predictions under each treatment arm
+(``omics-ml predict --what-if --plot DIR``). Survival models draw the patient's predicted survival curve from each landmark reached, on the
 time axis since baseline, so the course is seen to change as visits accrue; regression models
 draw the observed marker values and each predicted future value with its interval;
 classifiers draw the class probabilities (per landmark for longitudinal models).
@@ -24,7 +25,7 @@ import pandas as pd
 from omics_ml.io import save_figure
 from omics_ml.tasks import horizon_label
 
-__all__ = ["patient_file_name", "plot_patient_trajectories"]
+__all__ = ["patient_file_name", "plot_patient_trajectories", "plot_what_if"]
 
 
 def patient_file_name(patient: str) -> str:
@@ -146,6 +147,106 @@ def plot_patient_trajectories(
             ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = directory / patient_file_name(str(patient))
+        save_figure(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _latest(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the patient's latest landmark (the most recent information)."""
+    if "landmark" not in rows:
+        return rows
+    return rows[rows["landmark"] == rows["landmark"].max()]
+
+
+def plot_what_if(
+    predictions: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    directory: str | os.PathLike[str],
+) -> list[Path]:
+    """Write one PNG per patient of a what-if table: the prediction under each arm.
+
+    Survival models draw each arm's survival curve from the patient's latest landmark and, at
+    the horizon effects are measured on, the bootstrap band of the survival there; other tasks
+    draw the outcome under each arm with its band. The title gives the effect of the treated
+    arm against the reference with its band and the share of refits that predict a benefit.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Output of :meth:`omics_ml.twin.TwinModel.predict_what_if`.
+    metadata : mapping
+        The model's metadata: ``task``, ``head`` and ``treatment``.
+    directory : path-like
+        Output directory (created).
+
+    Returns
+    -------
+    list of Path
+        The files written (``<patient>_what_if.png``).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    task = metadata.get("task", "classification")
+    head = metadata.get("head") or {}
+    arms = [str(a) for a in (metadata.get("treatment") or {}).get("arms", [])]
+    column = _patient_column(predictions)
+    written = []
+    for patient, all_rows in predictions.groupby(column, sort=False):
+        rows = _latest(all_rows)
+        start = float(rows["landmark"].iloc[0]) if "landmark" in rows else 0.0
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        order = arms or rows["arm"].astype(str).unique().tolist()
+        for k, arm in enumerate(order):
+            row = rows[rows["arm"].astype(str) == arm].iloc[0]
+            color = f"C{k}"
+            if task == "survival":
+                grid = np.asarray(head["grid"], dtype=np.float64)
+                curve = row[[f"surv_{horizon_label(t)}" for t in grid]].to_numpy(np.float64)
+                ax.step(start + grid, curve, where="post", color=color, label=f"{arm}")
+                horizon = float(metadata["treatment"].get("horizon") or head["horizons"][-1])
+                survival = 1.0 - row["outcome"]
+                ax.errorbar(
+                    start + horizon + 0.01 * k * grid.max(),
+                    survival,
+                    yerr=[
+                        [row["outcome_upper"] - row["outcome"]],
+                        [row["outcome"] - row["outcome_lower"]],
+                    ],
+                    fmt="o",
+                    color=color,
+                    capsize=4,
+                )
+            else:
+                ax.errorbar(
+                    k,
+                    row["outcome"],
+                    yerr=[
+                        [row["outcome"] - row["outcome_lower"]],
+                        [row["outcome_upper"] - row["outcome"]],
+                    ],
+                    fmt="s",
+                    color=color,
+                    capsize=6,
+                    label=arm,
+                )
+        if task == "survival":
+            ax.set(xlabel="time since baseline", ylabel="predicted survival", ylim=(0, 1.02))
+        else:
+            ax.set_xticks(range(len(order)), order)
+            ax.set(xlim=(-0.6, len(order) - 0.4), ylabel="predicted outcome")
+        treated = rows[rows["arm"].astype(str) == order[-1]].iloc[0]
+        ax.set_title(
+            f"Patient {patient}{'' if 'landmark' not in rows else f' at landmark {start:g}'}: "
+            f"{order[-1]} vs {order[0]}\neffect {treated['effect']:+.3f} "
+            f"[{treated['effect_lower']:+.3f}, {treated['effect_upper']:+.3f}], "
+            f"P(benefit) {treated['prob_benefit']:.2f}",
+            fontsize=9,
+        )
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = directory / patient_file_name(f"{patient}_what_if")
         save_figure(fig, path)
         plt.close(fig)
         written.append(path)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from numpy.typing import NDArray
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from omics_ml.benefit import (
@@ -40,8 +41,10 @@ from omics_ml.pipeline import OmicsPipeline
 from omics_ml.tasks import head_from_json
 from omics_ml.train import _classes, _fold_sets, _subset, outcome_frame
 from omics_ml.twin import (
+    TWIN_FILE,
     TreatmentSpec,
     TwinModel,
+    bootstrap_members,
     fit_learner,
     fit_twin,
     outcome_scale,
@@ -280,6 +283,7 @@ def _learner_metrics(
     n_bootstrap: int,
     level: float,
     seed: int,
+    refit_effects: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     arm = table["arm"].to_numpy()
     effect = (table[f"{learner}_outcome_1"] - table[f"{learner}_outcome_0"]).to_numpy(np.float64)
@@ -310,6 +314,10 @@ def _learner_metrics(
     calibration = benefit_calibration(
         arm, observed, benefit, n_groups=spec.n_groups, confidence_level=level
     )
+    if refit_effects is not None and len(refit_effects) > 1:
+        refit_sd = float(np.std(refit_effects, ddof=1))
+        for name, sign in (("average_effect", 1.0), ("average_benefit", observed.sign)):
+            with_ci[name] = _with_refit_spread(with_ci[name], refit_sd * abs(sign), level)
     model_ate = with_ci["average_benefit"]
     trial_benefit = trial["benefit"]
     agree = bool(
@@ -326,6 +334,23 @@ def _learner_metrics(
         "agrees_with_trial": agree,
         "heterogeneity_evidence": heterogeneity,
         "heterogeneity_statement": _heterogeneity_statement(heterogeneity, c, spread),
+    }
+
+
+def _with_refit_spread(
+    interval: Mapping[str, float], refit_sd: float, level: float
+) -> dict[str, float]:
+    """A normal interval whose variance adds the refits' to the subject bootstrap's."""
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    sampling_se = (interval["upper"] - interval["lower"]) / (2 * z)
+    se = float(np.hypot(sampling_se, refit_sd))
+    return {
+        "estimate": interval["estimate"],
+        "lower": interval["estimate"] - z * se,
+        "upper": interval["estimate"] + z * se,
+        "sampling_lower": interval["lower"],
+        "sampling_upper": interval["upper"],
+        "refit_sd": refit_sd,
     }
 
 
@@ -388,12 +413,16 @@ def evaluate_twin(
     config: Mapping[str, Any],
     metrics_out: str | os.PathLike[str],
     plots: Mapping[str, str | os.PathLike[str]],
+    twin_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Pool the folds' what-if predictions and evaluate them against the randomised arms.
 
     One row per subject is used (its earliest landmark). ``state`` is a fold pipeline's
-    ``state.json`` (its head sets the outcome scale). Writes ``metrics_out`` (JSON) and the
-    :data:`TWIN_PLOTS`.
+    ``state.json`` (its head sets the outcome scale). ``twin_dir`` (the final twin of
+    :func:`train_twin`) supplies each learner's spread of the average effect over bootstrap
+    refits, which widens the average effect's interval: the subject bootstrap of out-of-fold
+    predictions alone covers the sampling of the evaluated subjects, not the refitting of the
+    model. Writes ``metrics_out`` (JSON) and the :data:`TWIN_PLOTS`.
     """
     spec = TreatmentSpec.from_config(config)
     assert spec is not None
@@ -412,6 +441,9 @@ def evaluate_twin(
     trial = trial_contrast(arm, observed, confidence_level=level)
     propensity, propensity_source = _policy_propensity(table, spec)
     overlap = _overlap(table, n_bootstrap=n_bootstrap, level=level, seed=seed)
+    refits = {}
+    if twin_dir is not None:
+        refits = read_json(Path(twin_dir) / TWIN_FILE)["info"].get("average_effect_refits", {})
     learners = {
         learner: _learner_metrics(
             table,
@@ -423,6 +455,7 @@ def evaluate_twin(
             n_bootstrap=n_bootstrap,
             level=level,
             seed=seed,
+            refit_effects=refits.get(learner),
         )
         for learner in spec.learners
     }
@@ -617,6 +650,17 @@ def _plot_all(
     plt.close(fig)
 
 
+def _refit_average_effects(
+    twin: TwinModel, frame: pd.DataFrame, outcomes: pd.DataFrame
+) -> list[float]:
+    """Each bootstrap refit's average effect over the subjects (earliest landmark row each)."""
+    meta, _, members = twin.arm_predictions(frame, outcomes)
+    first = _first_rows(meta.assign(row=np.arange(len(meta))))["row"].to_numpy()
+    reference, treated = twin.spec.arms
+    effects = members[treated][first] - members[reference][first]
+    return effects.mean(axis=0).tolist()
+
+
 def train_twin(
     features: str | os.PathLike[str],
     splits: str | os.PathLike[str],
@@ -636,16 +680,31 @@ def train_twin(
     adata = read_features(features)
     split = read_json(splits)
     development = _subset(adata, split["development"])
-    twin = fit_twin(
-        raw_input_frame(development, dtype=np.float32),
-        outcome_frame(development),
-        spec=spec,
-        config=config,
-        classes=_classes(adata, config),
-        nthread=nthread,
-        survival_times=split.get("survival"),
-        s_pipeline=OmicsPipeline.load(model_dir),
-    )
+    frame, outcomes = raw_input_frame(development, dtype=np.float32), outcome_frame(development)
+    common = {
+        "spec": spec,
+        "config": config,
+        "classes": _classes(adata, config),
+        "nthread": nthread,
+        "survival_times": split.get("survival"),
+        "s_pipeline": OmicsPipeline.load(model_dir),
+    }
+    twin = fit_twin(frame, outcomes, **common)
+    refits = {spec.served: _refit_average_effects(twin, frame, outcomes)}
+    for learner in spec.learners[1:]:
+        models = fit_learner(learner, frame, outcomes, **common)
+        members = bootstrap_members(
+            models,
+            frame,
+            outcomes,
+            spec=spec,
+            n_members=spec.n_bootstrap,
+            seed=int(config.get("seed", 42)),
+            nthread=nthread,
+        )
+        other = TwinModel(spec, learner, models, members)
+        refits[learner] = _refit_average_effects(other, frame, outcomes)
+    twin.info["average_effect_refits"] = refits
     target = Path(twin_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".twin-", dir=target.parent))

@@ -24,28 +24,6 @@ rule twin_fold:
         "../scripts/twin_fold.py"
 
 
-rule evaluate_twin:
-    input:
-        effects=expand(rules.twin_fold.output.effects, fold=FOLDS),
-        state=expand(rules.train_fold.output.state, fold=FOLDS[0]),
-    output:
-        metrics="results/evaluate/twin.json",
-        plots=expand("results/evaluate/{plot}.png", plot=TWIN_PLOTS),
-    log:
-        "logs/evaluate_twin.log",
-    benchmark:
-        "results/benchmarks/evaluate_twin.tsv"
-    conda:
-        ENVS["model"]
-    resources:
-        mem_mb=get_mem_mb("evaluate"),
-        runtime=30,
-    params:
-        plot_names=TWIN_PLOTS,
-    script:
-        "../scripts/evaluate_twin.py"
-
-
 rule train_twin:
     input:
         features=rules.integrate_features.output.h5ad,
@@ -67,6 +45,29 @@ rule train_twin:
         runtime=120,
     script:
         "../scripts/train_twin.py"
+
+
+rule evaluate_twin:
+    input:
+        effects=expand(rules.twin_fold.output.effects, fold=FOLDS),
+        state=expand(rules.train_fold.output.state, fold=FOLDS[0]),
+        twin=rules.train_twin.output.twin,
+    output:
+        metrics="results/evaluate/twin.json",
+        plots=expand("results/evaluate/{plot}.png", plot=TWIN_PLOTS),
+    log:
+        "logs/evaluate_twin.log",
+    benchmark:
+        "results/benchmarks/evaluate_twin.tsv"
+    conda:
+        ENVS["model"]
+    resources:
+        mem_mb=get_mem_mb("evaluate"),
+        runtime=30,
+    params:
+        plot_names=TWIN_PLOTS,
+    script:
+        "../scripts/evaluate_twin.py"
 
 
 # The twin's evaluation joins the review files that the run logs and the report shows.

@@ -10,5 +10,6 @@ evaluate_twin(
     state=snakemake.input.state[0],
     config=snakemake.config,
     metrics_out=snakemake.output.metrics,
+    twin_dir=snakemake.input.twin,
     plots=dict(zip(snakemake.params.plot_names, snakemake.output.plots, strict=True)),
 )
