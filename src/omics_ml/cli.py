@@ -293,6 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.4,
         help="change of the treatment's log hazard ratio per modifier allele (0: none)",
     )
+    g.add_argument(
+        "--treatment-effect",
+        type=float,
+        default=-0.3,
+        help="log hazard ratio of the treated arm (for a subject with the mean modifier)",
+    )
+    g.add_argument(
+        "--what-if",
+        action="store_true",
+        help="write a treatment section (clinical:arm) into config.yaml: the run then "
+        "evaluates what-if predictions under each arm",
+    )
     g.add_argument("--batches", type=int, default=3)
     g.add_argument(
         "--covariates",
@@ -329,6 +341,8 @@ def _simulate(args: argparse.Namespace) -> int:
         n_informative=args.informative,
         signal=args.signal,
         heterogeneity=args.heterogeneity,
+        treatment_effect=args.treatment_effect,
+        what_if=args.what_if,
         n_batches=args.batches,
         n_covariates=args.covariates,
         task=args.task,

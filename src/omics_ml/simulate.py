@@ -4,7 +4,8 @@
 row per visit, with batch), per-subject outcomes, one samples-in-rows Parquet matrix per
 modality, a ``config.yaml`` that runs the workflow on them, and the truth the data were drawn
 from (``truth.json``; ``truth.parquet`` per subject: latent score, arm, individual treatment log
-hazard ratio, marker slope, event time; ``sample_truth.parquet`` per sample: library size,
+hazard ratio, log hazard without treatment, marker slope, event time; :func:`true_risk` turns
+them into each subject's true risk by a horizon under either arm; ``sample_truth.parquet`` per sample: library size,
 dilution, batch), which the workflow never reads.
 
 Each subject has a latent disease score ``s`` (standard normal). A few features per modality
@@ -49,7 +50,7 @@ from numpy.typing import NDArray
 
 from omics_ml.io import atomic_output, write_json
 
-__all__ = ["MODALITY_TYPES", "SimulationSpec", "simulate_cohort"]
+__all__ = ["MODALITY_TYPES", "SimulationSpec", "simulate_cohort", "true_risk"]
 
 #: Simulated modality -> the config's ``type`` (which picks its default normalisation).
 MODALITY_TYPES = {
@@ -62,6 +63,8 @@ MODALITY_TYPES = {
 TASKS = ("classification", "survival", "regression")
 #: Samples drawn and written at a time.
 BLOCK_ROWS = 2048
+#: Weibull shape and scale (months) of the event times.
+WEIBULL_SHAPE, WEIBULL_SCALE = 1.3, 40.0
 
 
 @dataclass
@@ -90,6 +93,9 @@ class SimulationSpec:
         Follow-up ends uniformly between half of it and it (months).
     task : str
         Task written into ``config.yaml`` (all outcomes are written whatever it is).
+    what_if : bool
+        Write a ``treatment`` section (``clinical:arm``, arms 0 and 1, randomised) into
+        ``config.yaml``, so the run evaluates what-if predictions against the truth's effects.
     seed : int
         Seed of every draw.
     """
@@ -115,6 +121,7 @@ class SimulationSpec:
     heterogeneity: float = 0.4
     censoring_time: float = 60.0
     task: str = "classification"
+    what_if: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -276,7 +283,7 @@ def _outcomes(
     m = np.zeros(n) if modifier is None else modifier - modifier.mean()
     effect = spec.treatment_effect + spec.heterogeneity * m  # log HR of the arm, per subject
     log_hazard = spec.hazard_effect * s + effect * cohort.arm
-    shape, scale = 1.3, 40.0
+    shape, scale = WEIBULL_SHAPE, WEIBULL_SCALE
     event_time = scale * (-np.log(rng.random(n)) / np.exp(log_hazard)) ** (1 / shape)
     censor = rng.uniform(spec.censoring_time / 2, spec.censoring_time, n)
     time = np.minimum(event_time, censor)
@@ -303,11 +310,32 @@ def _outcomes(
             "score": cohort.score,
             "arm": cohort.arm,
             "treatment_log_hr": effect,
+            "log_hazard_control": spec.hazard_effect * s,
             "marker_slope": slope,
             "event_time": event_time,
         }
     )
     return outcomes, truth, marker
+
+
+def true_risk(truth: pd.DataFrame, horizon: float, *, treated: bool) -> NDArray[np.float64]:
+    """Each subject's true probability of the event by ``horizon`` under one arm.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        ``truth.parquet`` of :func:`simulate_cohort` (``log_hazard_control``,
+        ``treatment_log_hr``).
+    horizon : float
+        Months from baseline.
+    treated : bool
+        Arm 1 (True) or arm 0.
+    """
+    log_hazard = truth["log_hazard_control"].to_numpy(np.float64)
+    if treated:
+        log_hazard = log_hazard + truth["treatment_log_hr"].to_numpy(np.float64)
+    cumulative = (horizon / WEIBULL_SCALE) ** WEIBULL_SHAPE * np.exp(log_hazard)
+    return 1.0 - np.exp(-cumulative)
 
 
 def _config(spec: SimulationSpec, directory: Path, modalities: list[str]) -> dict[str, Any]:
@@ -341,6 +369,8 @@ def _config(spec: SimulationSpec, directory: Path, modalities: list[str]) -> dic
             "orientation": "samples_in_rows",
             "id_column": "sample_id",
         }
+    if spec.what_if:
+        config["treatment"] = {"column": "clinical:arm", "arms": [0, 1], "randomised": True}
     if spec.task == "classification":
         config["cohort"]["outcome_column"] = "label"
     elif spec.task == "survival":

@@ -623,6 +623,9 @@ def _plot_all(
             observed.sign
             * (table[f"{learner}_outcome_1"] - table[f"{learner}_outcome_0"]).to_numpy()
         )
+        if np.ptp(benefit) <= 1e-9 * max(1.0, float(np.abs(benefit).max())):
+            # One benefit for all up to rounding: 30 bins over a ~1e-16 range raise in numpy.
+            benefit = np.full_like(benefit, benefit.mean())
         ax.hist(
             benefit,
             bins=30,

@@ -225,3 +225,59 @@ def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> Non
     assert set(predictions["landmark"]) == {6.0}
     assert {"predicted", "lower", "upper"} <= set(predictions)
     assert len(list(plots.glob("*.png"))) == predictions["subject_id"].nunique()
+
+
+def test_landmark_what_if_agrees_with_the_trial_and_is_served(
+    landmark_run: Path, tmp_path: Path
+) -> None:
+    """The AIDS trial (randomised ddI vs ddC): the digital twin's acceptance on real data."""
+    results = landmark_run / "results"
+    twin = read_json(results / "evaluate/twin.json")
+    assert twin["treatment"]["arms"] == ["ddC", "ddI"]
+    assert twin["landmark"] == 0.0
+    trial = twin["trial_contrast"]["benefit"]
+    for learner in ("t", "s"):
+        result = twin["learners"][learner]
+        average = result["metrics"]["average_benefit"]
+        # The average predicted benefit and the trial's Kaplan-Meier contrast agree within
+        # their confidence intervals.
+        assert average["lower"] <= trial["upper"] and trial["lower"] <= average["upper"]
+        assert result["agrees_with_trial"]
+        assert average["refit_sd"] > 0  # the interval includes the refits' spread
+        assert 0.0 <= result["metrics"]["c_for_benefit"]["estimate"] <= 1.0
+    assert twin["overlap"]["auc"]["lower"] < 0.6  # below the warning's threshold
+    assert not any("predictable" in w for w in twin["warnings"])
+    assert twin["heterogeneity_statement"]
+    report = (results / "report/report.html").read_text()
+    assert "Digital twin" in report and "Assumptions." in report
+    assert twin["heterogeneity_statement"].split(":")[0] in report
+    new = REPO / "resources/longitudinal_example/new_patients"
+    out = tmp_path / "what_if.csv"
+    result = _predict(
+        landmark_run,
+        "--input",
+        str(new),
+        "--samples",
+        str(new / "samples.csv"),
+        "--what-if",
+        "--output",
+        str(out),
+        "--plot",
+        str(tmp_path / "plots"),
+    )
+    assert result.returncode == 0, result.stderr
+    what_if = pd.read_csv(out, dtype={"subject_id": str})
+    plain = pd.read_csv(new / "samples.csv", dtype={"subject_id": str})
+    assert set(what_if["arm"]) == {"ddC", "ddI"}
+    assert len(what_if) == 2 * what_if[["subject_id", "landmark"]].drop_duplicates().shape[0]
+    treated = what_if[what_if["arm"] == "ddI"]
+    reference = what_if[what_if["arm"] == "ddC"]
+    np.testing.assert_allclose(
+        treated["effect"].to_numpy(),
+        treated["outcome"].to_numpy() - reference["outcome"].to_numpy(),
+        atol=1e-9,
+    )
+    assert (treated["effect_lower"] <= treated["effect_upper"]).all()
+    assert (reference["effect"] == 0).all()
+    plots = sorted(p.name for p in (tmp_path / "plots").glob("*_what_if.png"))
+    assert len(plots) == plain["subject_id"].nunique()

@@ -126,6 +126,14 @@ def test_workflow_plot_names_match_the_evaluation() -> None:
     assert {task: tuple(names) for task, names in declared.items()} == PLOTS
 
 
+def test_workflow_twin_plot_names_match_the_twin_evaluation() -> None:
+    from omics_ml.twin_evaluation import TWIN_PLOTS
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    block = re.search(r"^TWIN_PLOTS = (\[.*?\])$", text, re.M).group(1)
+    assert tuple(yaml.safe_load(block)) == TWIN_PLOTS
+
+
 def test_example_configs_are_valid() -> None:
     import jsonschema
 

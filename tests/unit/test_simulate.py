@@ -220,3 +220,31 @@ def test_extra_covariates_are_per_subject_partly_missing_and_the_first_carry_the
     subject = samples.loc[clinical.index, "subject_id"]
     spread = labs.groupby(subject.to_numpy()).std().fillna(0.0).to_numpy()
     assert np.nanmax(spread) < 1e-6
+
+
+def test_true_risk_per_arm_matches_the_kaplan_meier_risk_of_the_drawn_times(tmp_path: Path) -> None:
+    from omics_ml.benefit import km_risk
+    from omics_ml.simulate import true_risk
+
+    spec = _spec(
+        n_subjects=6000,
+        n_visits=1,
+        features={"rnaseq": 5, "genotype": 3},
+        heterogeneity=1.0,
+        treatment_effect=-0.5,
+        what_if=True,
+    )
+    simulate_cohort(tmp_path, spec)
+    truth = pd.read_parquet(tmp_path / "truth.parquet")
+    outcomes = pd.read_csv(tmp_path / "outcomes.csv")
+    for arm in (0, 1):
+        rows = (truth["arm"] == arm).to_numpy()
+        expected = true_risk(truth[rows], 24.0, treated=bool(arm)).mean()
+        observed, variance = km_risk(outcomes["time"][rows], outcomes["event"][rows], 24.0)
+        assert abs(observed - expected) < 4 * np.sqrt(variance)
+    benefit = true_risk(truth, 24.0, treated=False) - true_risk(truth, 24.0, treated=True)
+    assert benefit.std() > 0.05  # the modifier makes the benefit differ between subjects
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["treatment"] == {"column": "clinical:arm", "arms": [0, 1], "randomised": True}
