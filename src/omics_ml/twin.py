@@ -43,6 +43,7 @@ from omics_ml.tasks import (
     RegressionHead,
     SurvivalHead,
     TaskHead,
+    evaluation_times,
     head_from_json,
     horizon_label,
 )
@@ -341,6 +342,10 @@ def fit_learner(
             return {"s": s_pipeline}
         keep = codes >= 0
         return {"s": fit_pipeline(frame[keep], outcomes[keep], **common)}
+    if survival_times is None and config.get("task") == "survival":
+        # Without them each arm's pipeline would set its own grid (and default horizons) from
+        # its own subjects, and the arms' curves and risks would not be read at the same times.
+        common["survival_times"] = _shared_survival_times(outcomes[codes >= 0], config)
     models = {}
     for k, arm in enumerate(spec.arms):
         rows = codes == k
@@ -349,6 +354,33 @@ def fit_learner(
             frame[rows].reset_index(drop=True), outcomes[rows].reset_index(drop=True), **common
         )
     return models
+
+
+def _shared_survival_times(
+    outcomes: pd.DataFrame, config: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """Grid and horizons of the survival curves from the training subjects of both arms.
+
+    As :func:`omics_ml.split.survival_evaluation_times`: each subject's outcome once, counted
+    from every landmark it outlives.
+    """
+    rows = outcomes.drop_duplicates("subject_id") if "subject_id" in outcomes else outcomes
+    time = rows["time"].to_numpy(np.float64)
+    event = rows["event"].to_numpy(np.int8)
+    landmarks = [float(s) for s in (config.get("longitudinal") or {}).get("landmarks") or []]
+    if landmarks:
+        time, event = (
+            np.concatenate([time[time > s] - s for s in landmarks]),
+            np.concatenate([event[time > s] for s in landmarks]),
+        )
+    survival = config.get("survival") or {}
+    grid, horizons = evaluation_times(
+        time,
+        event,
+        horizons=survival.get("horizons"),
+        n_points=int(survival.get("time_grid_points", 50)),
+    )
+    return {"grid": grid, "horizons": horizons}
 
 
 @dataclass
