@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-from omics_ml.interval_data import IntervalCohort, split_interval_table, write_cohort
+from omics_ml.interval_data import IntervalCohort, split_interval_table, write_example
 
 HERE = Path(__file__).resolve().parent
 SEED = 7
@@ -77,16 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     cohort = build(args.source)
-    candidates = np.array(eligible_subjects(cohort.samples))
-    rng = np.random.default_rng(SEED)
-    new = candidates[np.sort(rng.choice(candidates.size, size=N_NEW, replace=False))].tolist()
-    train = cohort.subset(new, exclude=True)
-    write_cohort(train, args.out, modalities=MODALITIES)
-    write_cohort(
-        cohort.subset(new),
-        args.out / "new_patients",
-        modalities=MODALITIES,
-        outcomes_file="truth.csv",
+    candidates = eligible_subjects(cohort.samples)
+    train, new = write_example(
+        cohort, args.out, candidates=candidates, n_new=N_NEW, seed=SEED, modalities=MODALITIES
     )
     events = int(train.outcomes["event"].sum())
     print(

@@ -19,11 +19,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from omics_ml.io import InputError, atomic_output
 
-__all__ = ["IntervalCohort", "split_interval_table", "write_cohort"]
+__all__ = ["IntervalCohort", "split_interval_table", "write_cohort", "write_example"]
 
 _SHOWN = 5  # subject ids quoted in an error message
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -370,3 +371,37 @@ def write_cohort(
         _write_table(cohort.visits.select("sample_id", *columns), path)
         written[name] = path
     return written
+
+
+def write_example(
+    cohort: IntervalCohort,
+    directory: str | os.PathLike[str],
+    *,
+    candidates: Collection[str],
+    n_new: int,
+    seed: int,
+    modalities: Mapping[str, list[str]],
+) -> tuple[IntervalCohort, list[str]]:
+    """Write a bundled example: training files, and seeded held-out new patients apart.
+
+    ``n_new`` patients drawn without replacement (``numpy.random.default_rng(seed)``) among
+    ``candidates`` are removed from the training files (:func:`write_cohort` into
+    ``directory``) and written to ``directory/new_patients`` with their outcomes as
+    ``truth.csv``.
+
+    Returns
+    -------
+    training cohort, new patients
+    """
+    pool = np.array(list(candidates))
+    rng = np.random.default_rng(seed)
+    new = pool[np.sort(rng.choice(pool.size, size=n_new, replace=False))].tolist()
+    train = cohort.subset(new, exclude=True)
+    write_cohort(train, directory, modalities=modalities)
+    write_cohort(
+        cohort.subset(new),
+        Path(directory) / "new_patients",
+        modalities=modalities,
+        outcomes_file="truth.csv",
+    )
+    return train, new

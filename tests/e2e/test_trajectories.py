@@ -144,6 +144,10 @@ def test_survival_predict_new_patients_with_plots(survival_run: Path, tmp_path: 
     risks = predictions[["risk_at_12", "risk_at_24", "risk_at_48"]].to_numpy()
     assert np.all(np.diff(risks, axis=1) >= -1e-12)  # risk grows with the horizon
     assert len(list((tmp_path / "plots").glob("*.png"))) == len(truth)
+    # A model trained without a treatment section has no what-if predictions.
+    no_twin = _predict(survival_run, "--input", str(new), "--what-if")
+    assert no_twin.returncode == 2
+    assert "without a treatment section" in no_twin.stderr
 
 
 def test_landmark_model_metrics_per_landmark(landmark_run: Path) -> None:
@@ -196,6 +200,8 @@ def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> Non
             workdir,
             "regression.yaml",
             evaluate={"modality_value": False, "permuted_control": False},
+            # What-if future CD4 under each drug (higher is better).
+            treatment={"column": "baseline:drug", "arms": ["ddC", "ddI"], "n_bootstrap": 10},
         ),
     )
     results = workdir / "results"
@@ -225,6 +231,33 @@ def test_future_value_regression_with_conformal_intervals(tmp_path: Path) -> Non
     assert set(predictions["landmark"]) == {6.0}
     assert {"predicted", "lower", "upper"} <= set(predictions)
     assert len(list(plots.glob("*.png"))) == predictions["subject_id"].nunique()
+    twin = read_json(results / "evaluate/twin.json")
+    assert twin["outcome_scale"] == {
+        "column": "predicted",
+        "kind": "continuous",
+        "lower_is_better": False,
+        "label": "predicted value",
+    }
+    assert twin["landmark"] == 6.0
+    for result in twin["learners"].values():
+        assert result["agrees_with_trial"]
+    what_if = tmp_path / "what_if.csv"
+    result = _predict(
+        workdir,
+        "--input",
+        str(new),
+        "--samples",
+        str(new / "samples.csv"),
+        "--what-if",
+        "--output",
+        str(what_if),
+    )
+    assert result.returncode == 0, result.stderr
+    arms = pd.read_csv(what_if)
+    assert len(arms) == 2 * len(predictions)
+    treated = arms[arms["arm"] == "ddI"]
+    np.testing.assert_allclose(treated["benefit"], treated["effect"])  # higher is better
+    assert {"predicted", "lower", "upper"} <= set(arms)
 
 
 def test_landmark_what_if_agrees_with_the_trial_and_is_served(

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from example_inputs import example_tables
 
-from omics_ml.io import read_matrix
-from omics_ml.normalise import modality_frame
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 from omics_ml.regression import conformal_quantile
 from omics_ml.split import grouped_stratified_split
@@ -33,39 +32,13 @@ def _example(config_file: str) -> dict[str, Any]:
     """Config, raw input frame and per-row outcomes of an example config."""
     config = yaml.safe_load((ROOT / config_file).read_text())
     config["model"] = {**config["model"], **SMALL_MODEL}
-    cohort = config["cohort"]
-    sheet = pd.read_csv(ROOT / cohort["samples"], dtype=str)
-    ids = sheet["sample_id"].tolist()
-    blocks = []
-    for name, spec in config["modalities"].items():
-        matrix = read_matrix(
-            ROOT / spec["path"],
-            orientation=spec["orientation"],
-            id_column=spec["id_column"],
-            allow_text=spec.get("type") == "clinical",
-        )
-        block = modality_frame(matrix).reindex(ids)
-        block.columns = [f"{name}:{f}" for f in block.columns]
-        blocks.append(block)
-    frame = pd.concat(blocks, axis=1).reset_index(drop=True)
-    frame.insert(0, "sample_id", ids)
-    frame.insert(1, "subject_id", sheet["subject_id"].to_numpy())
-    if "visit_time" in sheet:
-        frame.insert(2, "visit_time", sheet["visit_time"].astype(float).to_numpy())
-    table = pd.read_csv(ROOT / cohort["outcomes"], dtype={"subject_id": str})
-    per_row = table.set_index("subject_id").loc[sheet["subject_id"]]
-    outcomes = pd.DataFrame(
-        {
-            "subject_id": sheet["subject_id"].to_numpy(),
-            "label": np.where(per_row["event"].to_numpy() == 1, "event", "censored"),
-            "time": per_row["time"].to_numpy(np.float64),
-            "event": per_row["event"].to_numpy(np.int8),
-        }
+    tables = example_tables(config)
+    frame, outcomes, table, test = (
+        tables["frame"],
+        tables["outcomes"],
+        tables["subjects"],
+        tables["test"],
     )
-    subjects = table["subject_id"].to_numpy()
-    rng = np.random.default_rng(0)
-    test_subjects = set(rng.choice(subjects, size=len(subjects) // 4, replace=False).tolist())
-    test = sheet["subject_id"].isin(test_subjects).to_numpy()
     return {
         "config": config,
         "frame": frame,

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from example_inputs import example_tables
 
 import omics_ml.twin as twin_module
-from omics_ml.io import read_json, read_matrix, write_json
+from omics_ml.io import read_json, write_json
 from omics_ml.model import PIPELINE_ARTIFACT, TWIN_ARTIFACT, RawOmicsModel
-from omics_ml.normalise import modality_frame
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 from omics_ml.tasks import ClassificationHead, RegressionHead, SurvivalHead
 from omics_ml.twin import (
@@ -53,39 +53,8 @@ def _example(config_file: str) -> dict[str, Any]:
     config["model"].pop("inner_cv_folds", None)
     if "treatment" in config:
         config["treatment"] = {**config["treatment"], "n_bootstrap": N_BOOTSTRAP}
-    cohort = config["cohort"]
-    sheet = pd.read_csv(ROOT / cohort["samples"], dtype=str)
-    ids = sheet["sample_id"].tolist()
-    blocks = []
-    for name, spec in config["modalities"].items():
-        matrix = read_matrix(
-            ROOT / spec["path"],
-            orientation=spec["orientation"],
-            id_column=spec["id_column"],
-            allow_text=spec.get("type") == "clinical",
-        )
-        block = modality_frame(matrix).reindex(ids)
-        block.columns = [f"{name}:{f}" for f in block.columns]
-        blocks.append(block)
-    frame = pd.concat(blocks, axis=1).reset_index(drop=True)
-    frame.insert(0, "sample_id", ids)
-    frame.insert(1, "subject_id", sheet["subject_id"].to_numpy())
-    if "visit_time" in sheet:
-        frame.insert(2, "visit_time", sheet["visit_time"].astype(float).to_numpy())
-    table = pd.read_csv(ROOT / cohort["outcomes"], dtype={"subject_id": str})
-    per_row = table.set_index("subject_id").loc[sheet["subject_id"]]
-    outcomes = pd.DataFrame(
-        {
-            "subject_id": sheet["subject_id"].to_numpy(),
-            "label": np.where(per_row["event"].to_numpy() == 1, "event", "censored"),
-            "time": per_row["time"].to_numpy(np.float64),
-            "event": per_row["event"].to_numpy(np.int8),
-        }
-    )
-    subjects = table["subject_id"].to_numpy()
-    rng = np.random.default_rng(0)
-    test_subjects = set(rng.choice(subjects, size=len(subjects) // 4, replace=False).tolist())
-    test = sheet["subject_id"].isin(test_subjects).to_numpy()
+    tables = example_tables(config)
+    frame, outcomes, test = tables["frame"], tables["outcomes"], tables["test"]
     return {
         "config": config,
         "train": (
