@@ -35,6 +35,7 @@ import pandas as pd
 import xgboost as xgb
 from numpy.typing import NDArray
 
+from omics_ml.arms import arm_codes_of, canonical_arm
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
 from omics_ml.tasks import (
@@ -68,17 +69,6 @@ logger = logging.getLogger(__name__)
 LEARNERS = ("t", "s")
 TWIN_FILE = "twin.json"
 _FORMAT_VERSION = 1
-
-
-def _canonical(value: Any) -> str | None:
-    """An arm value as text: 1.0 and 1 read as "1"; missing as None."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -164,7 +154,7 @@ class TreatmentSpec:
             msg = f"treatment: unknown keys {unknown}; known keys are {sorted(known)}."
             raise ValueError(msg)
         kwargs = dict(section)
-        kwargs["arms"] = tuple(_canonical(a) for a in section.get("arms", ()))
+        kwargs["arms"] = tuple(canonical_arm(a) for a in section.get("arms", ()))
         if "learners" in kwargs:
             kwargs["learners"] = tuple(str(x).lower() for x in kwargs["learners"])
         for name in ("propensity", "horizon", "interval_level"):
@@ -198,11 +188,7 @@ class TreatmentSpec:
 
 def arm_codes(values: pd.Series | Sequence[Any], spec: TreatmentSpec) -> NDArray[np.int64]:
     """0 for the reference arm, 1 for the treated arm, -1 for missing or another value."""
-    text = pd.Series(values, dtype=object).map(_canonical)
-    codes = np.full(len(text), -1, dtype=np.int64)
-    codes[(text == spec.arms[0]).to_numpy()] = 0
-    codes[(text == spec.arms[1]).to_numpy()] = 1
-    return codes
+    return arm_codes_of(values, spec.arms)
 
 
 def _arm_value(pipeline: OmicsPipeline, spec: TreatmentSpec, arm: str) -> Any:

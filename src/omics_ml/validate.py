@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from omics_ml.arms import arm_codes_of, canonical_arm
 from omics_ml.io import (
     InputError,
     Matrix,
@@ -26,7 +27,7 @@ from omics_ml.io import (
     scan_table,
     write_json,
 )
-from omics_ml.normalise import DEFAULT_BATCH_COLUMN, batch_column_of, wants_text
+from omics_ml.normalise import DEFAULT_BATCH_COLUMN, batch_column_of, modality_frame, wants_text
 
 __all__ = [
     "check_modality",
@@ -755,6 +756,68 @@ def _check_modality(
     return qc, ids
 
 
+def check_treatment(config: dict[str, Any], cohort: pl.DataFrame) -> dict[str, Any] | None:
+    """Check the ``treatment`` section against its modality file; count subjects per arm.
+
+    The arm column must be a feature of its modality's file, each arm must occur in at least
+    two subjects, and no subject may change arm between visits.
+
+    Returns
+    -------
+    dict or None
+        ``column``, ``subjects_by_arm`` and ``n_subjects_other_or_missing`` (None without a
+        ``treatment`` section).
+
+    Raises
+    ------
+    InputError
+        Naming ``treatment.column`` or ``treatment.arms``, the file and what to change.
+    """
+    section = config.get("treatment")
+    if not section:
+        return None
+    column = str(section["column"])
+    modality, _, feature = column.partition(":")
+    spec = (config.get("modalities") or {}).get(modality)
+    if not spec:
+        msg = f"config: treatment.column {column!r} names modality {modality!r}, which is not in modalities ({sorted(config.get('modalities') or {})}); use modality:feature of a configured modality."
+        raise InputError(msg)
+    path = Path(spec["path"])
+    matrix = read_matrix(
+        path,
+        orientation=spec.get("orientation") or "samples_in_rows",
+        id_column=spec.get("id_column") or "sample_id",
+        allow_text=wants_text(spec),
+    )
+    table = modality_frame(matrix)
+    if feature not in table.columns:
+        msg = f"config: treatment.column {column!r}: {path} has no feature {feature!r} (it has {_listed(list(table.columns))}). Name the column that holds each sample's arm."
+        raise InputError(msg)
+    arms = [canonical_arm(a) for a in section["arms"]]
+    values = table[feature].reindex(cohort["sample_id"].to_list())
+    codes = arm_codes_of(values.to_numpy(dtype=object), arms)
+    per = pl.DataFrame({"subject_id": cohort["subject_id"], "code": codes}).filter(
+        pl.col("code") >= 0
+    )
+    switched = per.group_by("subject_id").agg(pl.col("code").n_unique()).filter(pl.col("code") > 1)
+    if switched.height:
+        msg = f"{path}: column {feature!r} (treatment.column) changes arm between the visits of subjects {_listed(switched['subject_id'].sort())}; a what-if model needs one arm per subject. Fix the arm or leave the subjects out."
+        raise InputError(msg)
+    subjects = per.unique("subject_id")
+    counts = {arm: int((subjects["code"] == k).sum()) for k, arm in enumerate(arms)}
+    scarce = [arm for arm, n in counts.items() if n < 2]
+    if scarce:
+        found = sorted({v for v in values.map(canonical_arm).dropna()})[:10]
+        msg = f"config: treatment.arms {arms}: arm(s) {scarce} have fewer than 2 subjects in column {feature!r} of {path} (values found: {found}). List the arms as they appear in the file."
+        raise InputError(msg)
+    n_subjects = cohort["subject_id"].n_unique()
+    return {
+        "column": column,
+        "subjects_by_arm": counts,
+        "n_subjects_other_or_missing": n_subjects - subjects.height,
+    }
+
+
 def validate_inputs(
     config: dict[str, Any], *, qc_out: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
@@ -836,6 +899,14 @@ def validate_inputs(
             _listed(without),
         )
 
+    treatment = check_treatment(config, cohort)
+    if treatment is not None and treatment["n_subjects_other_or_missing"]:
+        logger.warning(
+            "%d subject(s) have no arm of treatment.arms in %s; the what-if evaluation leaves them out",
+            treatment["n_subjects_other_or_missing"],
+            treatment["column"],
+        )
+
     files = {
         str(_config_value(config, "cohort", "samples")): file_digest(
             _config_value(config, "cohort", "samples")
@@ -854,6 +925,8 @@ def validate_inputs(
         "modalities": modality_qc,
         "files": files,
     }
+    if treatment is not None:
+        qc["treatment"] = treatment
     if qc_out is not None:
         write_json(qc_out, qc)
     logger.info(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import yaml
@@ -641,3 +642,51 @@ def test_check_modality_reads_clinical_text(cohort_files: dict[str, Any]) -> Non
     # a modality whose steps do not encode text refuses it
     with pytest.raises(InputError, match="not a number"):
         check_modality("clin", {"path": str(path), "type": "transcriptomics"}, samples=sheet)
+
+
+def _trial_config(tmp_path: Path, baseline: pd.DataFrame | None = None, **treatment: Any) -> dict:
+    """The AIDS trial config with absolute paths, optionally another baseline table."""
+    config = yaml.safe_load((ROOT / "config/longitudinal.yaml").read_text())
+    for key in ("samples", "outcomes"):
+        config["cohort"][key] = str(ROOT / config["cohort"][key])
+    for spec in config["modalities"].values():
+        spec["path"] = str(ROOT / spec["path"])
+    if baseline is not None:
+        path = tmp_path / "baseline.csv"
+        baseline.to_csv(path, index=False)
+        config["modalities"]["baseline"]["path"] = str(path)
+    config["treatment"].update(treatment)
+    return config
+
+
+def test_treatment_arms_are_counted_per_subject(tmp_path: Path) -> None:
+    qc = validate_inputs(_trial_config(tmp_path))
+    assert qc["treatment"] == {
+        "column": "baseline:drug",
+        "subjects_by_arm": {"ddC": 235, "ddI": 226},
+        "n_subjects_other_or_missing": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"column": "baseline:arm"}, "has no feature 'arm'"),
+        ({"column": "cd5:drug"}, "not in modalities"),
+        ({"arms": ["ddc", "ddI"]}, "arm(s) ['ddc'] have fewer than 2 subjects"),
+    ],
+)
+def test_treatment_errors_name_the_key_and_the_fix(
+    tmp_path: Path, change: dict, expected: str
+) -> None:
+    with pytest.raises(InputError, match="treatment") as error:
+        validate_inputs(_trial_config(tmp_path, **change))
+    assert expected in str(error.value)
+
+
+def test_treatment_that_changes_between_visits_is_rejected(tmp_path: Path) -> None:
+    baseline = pd.read_csv(ROOT / "resources/longitudinal_example/baseline.csv")
+    second_visit = baseline.index[baseline["sample_id"] == "1_t6"]
+    baseline.loc[second_visit, "drug"] = "ddI"  # subject 1 is on ddC at entry
+    with pytest.raises(InputError, match=r"changes arm between the visits of subjects \['1'\]"):
+        validate_inputs(_trial_config(tmp_path, baseline))
