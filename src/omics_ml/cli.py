@@ -35,6 +35,25 @@ def run_summary(results_dir: str = "results") -> str:
                 f"  {m:<18} {v['estimate']:.3f}  [{v['lower']:.3f}, {v['upper']:.3f}]"
                 for m, v in data["metrics"].items()
             ]
+    twin_path = results / "evaluate" / "twin.json"
+    if twin_path.exists():
+        twin = read_json(twin_path)
+        trial = twin["trial_contrast"]["benefit"]
+        arms = twin["treatment"]["arms"]
+        lines.append(
+            f"What-if, {arms[1]} vs {arms[0]} (benefit on {twin['outcome_scale']['label']}; "
+            f"trial contrast {trial['estimate']:+.3f} [{trial['lower']:+.3f}, {trial['upper']:+.3f}]):"
+        )
+        for learner, result in twin["learners"].items():
+            average = result["metrics"]["average_benefit"]
+            c = result["metrics"]["c_for_benefit"]
+            lines.append(
+                f"  {learner.upper()}-learner average {average['estimate']:+.3f} "
+                f"[{average['lower']:+.3f}, {average['upper']:+.3f}], c-for-benefit "
+                f"{c['estimate']:.3f} [{c['lower']:.3f}, {c['upper']:.3f}]"
+            )
+        lines.append(f"  {twin['heterogeneity_statement'].split(':')[0]}.")
+        lines += [f"  warning: {w}" for w in twin["warnings"]]
     lines += [
         f"Registered {info['model_uri']} ({'champion' if info['promoted'] else 'not champion'}: {info['promotion_reason']})",
         f"Report:  {results / 'report' / 'report.html'}",
@@ -43,6 +62,8 @@ def run_summary(results_dir: str = "results") -> str:
         f"Predict: omics-ml predict --model {info['champion_uri']} --tracking-uri {info['tracking_uri']} "
         f"{info.get('predict_arguments', '--input DIR')} --output predictions.csv --plot plots",
     ]
+    if twin_path.exists():
+        lines.append("What-if: the same command with --what-if (each arm, effects, bands, plots)")
     return "\n".join(lines)
 
 

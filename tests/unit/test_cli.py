@@ -81,3 +81,40 @@ def test_predict_rejects_unknown_input(tmp_path: Path, capsys) -> None:
 
 def test_run_summary_without_results(tmp_path: Path) -> None:
     assert "no registered model" in run_summary(str(tmp_path))
+
+
+def test_run_summary_states_the_what_if_results(tmp_path: Path) -> None:
+    from omics_ml.io import write_json
+
+    write_json(
+        tmp_path / "register/model.json",
+        {
+            "model_uri": "models:/m/1",
+            "promoted": True,
+            "promotion_reason": "first version",
+            "ui_command": "mlflow ui",
+            "ui_runs_page": "http://127.0.0.1:5000",
+            "champion_uri": "models:/m@champion",
+            "tracking_uri": "sqlite:///x.db",
+        },
+    )
+    interval = {"estimate": 0.05, "lower": -0.01, "upper": 0.11}
+    write_json(
+        tmp_path / "evaluate/twin.json",
+        {
+            "treatment": {"arms": ["placebo", "drug"]},
+            "outcome_scale": {"label": "risk of the event by 3"},
+            "trial_contrast": {"benefit": interval},
+            "learners": {
+                "t": {"metrics": {"average_benefit": interval, "c_for_benefit": interval}}
+            },
+            "heterogeneity_statement": "The evidence for heterogeneity is weak: details",
+            "warnings": ["check the overlap"],
+        },
+    )
+    text = run_summary(str(tmp_path))
+    assert "What-if, drug vs placebo" in text
+    assert "T-learner average +0.050 [-0.010, +0.110]" in text
+    assert "The evidence for heterogeneity is weak." in text
+    assert "warning: check the overlap" in text
+    assert "--what-if" in text
