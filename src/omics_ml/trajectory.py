@@ -167,8 +167,9 @@ def plot_what_if(
 ) -> list[Path]:
     """Write one PNG per patient of a what-if table: the prediction under each arm.
 
-    Survival models draw each arm's survival curve from the patient's latest landmark and, at
-    the horizon effects are measured on, the bootstrap band of the survival there; other tasks
+    Survival models draw each arm's survival curve from the patient's latest landmark with its
+    bootstrap band (shaded) and, at the horizon effects are measured on, the band of the
+    survival there; other tasks
     draw the outcome under each arm with its band. The title gives the effect of the treated
     arm against the reference with its band and the share of refits that predict a benefit.
 
@@ -205,6 +206,17 @@ def plot_what_if(
                 grid = np.asarray(head["grid"], dtype=np.float64)
                 curve = row[[f"surv_{horizon_label(t)}" for t in grid]].to_numpy(np.float64)
                 ax.step(start + grid, curve, where="post", color=color, label=f"{arm}")
+                bands = [f"surv_{horizon_label(t)}_lower" for t in grid]
+                if bands[0] in row.index and np.isfinite(row[bands].to_numpy(np.float64)).all():
+                    ax.fill_between(
+                        start + grid,
+                        row[bands].to_numpy(np.float64),
+                        row[[f"surv_{horizon_label(t)}_upper" for t in grid]].to_numpy(np.float64),
+                        step="post",
+                        color=color,
+                        alpha=0.15,
+                        lw=0,
+                    )
                 horizon = float(metadata["treatment"].get("horizon") or head["horizons"][-1])
                 survival = 1.0 - row["outcome"]
                 ax.errorbar(

@@ -418,7 +418,14 @@ class TwinModel:
         members : dict of arm to ndarray of shape (n_rows, n_members)
             The outcome-scale value of each bootstrap member.
         """
-        column = self.scale()["column"]
+        meta, predictions, members = self._arm_outputs(frame, outcomes, [self.scale()["column"]])
+        return meta, predictions, {arm: values[:, 0, :] for arm, values in members.items()}
+
+    def _arm_outputs(
+        self, frame: pd.DataFrame, outcomes: pd.DataFrame | None, columns: Sequence[str]
+    ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, NDArray[np.float64]]]:
+        """As :meth:`arm_predictions`, with the members' values of several prediction
+        ``columns``: per arm an array of shape (n_rows, len(columns), n_members)."""
         meta = None
         predictions: dict[str, pd.DataFrame] = {}
         members: dict[str, NDArray[np.float64]] = {}
@@ -435,10 +442,12 @@ class TwinModel:
                 raise RuntimeError(msg)
             predictions[arm] = model.head.predict(model.booster, features)
             values = [
-                head.predict(booster, features)[column].to_numpy(np.float64)
+                head.predict(booster, features)[list(columns)].to_numpy(np.float64)
                 for booster, head in (member[key] for member in self.members)
             ]
-            members[arm] = np.column_stack(values) if values else np.zeros((len(arm_meta), 0))
+            members[arm] = (
+                np.stack(values, axis=2) if values else np.zeros((len(arm_meta), len(columns), 0))
+            )
         assert meta is not None
         return meta, predictions, members
 
@@ -460,12 +469,17 @@ class TwinModel:
             to the reference arm ``effect`` (this arm minus reference) with
             ``effect_lower``/``effect_upper``, ``benefit`` (positive favours this arm) and
             ``prob_benefit`` (share of bootstrap refits that predict a benefit); those are 0
-            and NaN on the reference arm's rows. The bands are percentile intervals of the
-            bootstrap refits.
+            and NaN on the reference arm's rows. Survival models add the band of every point
+            of the curve, ``surv_<t>_lower``/``surv_<t>_upper``. The bands are percentile
+            intervals of the bootstrap refits.
         """
         scale = self.scale()
         sign = -1.0 if scale["lower_is_better"] else 1.0
-        meta, predictions, members = self.arm_predictions(frame)
+        # Survival: every point of each arm's curve gets its band too.
+        curve = [c for c in self.reference.head.output_columns() if c[0].startswith("surv_")]
+        columns = [scale["column"], *(name for name, _ in curve)]
+        meta, predictions, outputs = self._arm_outputs(frame, None, columns)
+        members = {arm: values[:, 0, :] for arm, values in outputs.items()}
         level = self.spec.interval_level
         q = [50 * (1 - level), 50 * (1 + level)]
         reference = self.spec.arms[0]
@@ -477,6 +491,13 @@ class TwinModel:
             block.insert(len(meta.columns), "arm", arm)
             block["outcome"] = point
             block["outcome_lower"], block["outcome_upper"] = _percentiles(members[arm], q)
+            if len(columns) > 1 and outputs[arm].shape[2]:
+                low, high = np.percentile(outputs[arm][:, 1:, :], q, axis=2)
+                bands = {
+                    **{f"{c}_lower": low[:, j] for j, c in enumerate(columns[1:])},
+                    **{f"{c}_upper": high[:, j] for j, c in enumerate(columns[1:])},
+                }
+                block = pd.concat([block, pd.DataFrame(bands, index=block.index)], axis=1)
             diff = members[arm] - members[reference]
             block["effect"] = point - base
             block["effect_lower"], block["effect_upper"] = _percentiles(diff, q)

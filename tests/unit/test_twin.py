@@ -582,6 +582,20 @@ def test_what_if_bands_come_from_the_bootstrap_members(aids, aids_twin, aids_wha
     np.testing.assert_allclose(treated["outcome_upper"], high)
 
 
+def test_what_if_survival_curves_have_bootstrap_bands(aids, aids_twin, aids_what_if):
+    curve = [
+        c for c in aids_what_if if c.startswith("surv_") and not c.endswith(("_lower", "_upper"))
+    ]
+    assert len(curve) > 10
+    for column in curve:
+        low, high = aids_what_if[f"{column}_lower"], aids_what_if[f"{column}_upper"]
+        assert (low <= high).all()
+        assert ((low >= 0) & (high <= 1)).all()
+    # Each member's curve falls over time, so each percentile of them does too.
+    lows = aids_what_if[[f"{c}_lower" for c in curve]].to_numpy()
+    assert (np.diff(lows, axis=1) <= 1e-12).all()
+
+
 def test_what_if_arms_come_from_their_own_models(aids, aids_twin, aids_what_if):
     for arm, model in aids_twin.models.items():
         own = model.predict_frame(counterfactual_frame(aids["test"], model, SPEC, arm))
