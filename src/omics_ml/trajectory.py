@@ -193,6 +193,12 @@ def plot_what_if(
     head = metadata.get("head") or {}
     arms = [str(a) for a in (metadata.get("treatment") or {}).get("arms", [])]
     column = _patient_column(predictions)
+    treatment = metadata.get("treatment") or {}
+    if task == "survival":
+        horizon = float(treatment.get("horizon") or head["horizons"][-1])
+        measure = f"difference in risk by +{horizon:g}"
+    else:
+        measure = "difference"
     written = []
     for patient, all_rows in predictions.groupby(column, sort=False):
         rows = _latest(all_rows)
@@ -217,7 +223,6 @@ def plot_what_if(
                         alpha=0.15,
                         lw=0,
                     )
-                horizon = float(metadata["treatment"].get("horizon") or head["horizons"][-1])
                 survival = 1.0 - row["outcome"]
                 ax.errorbar(
                     start + horizon + 0.01 * k * grid.max(),
@@ -251,7 +256,7 @@ def plot_what_if(
         treated = rows[rows["arm"].astype(str) == order[-1]].iloc[0]
         ax.set_title(
             f"Patient {patient}{'' if 'landmark' not in rows else f' at landmark {start:g}'}: "
-            f"{order[-1]} vs {order[0]}\neffect {treated['effect']:+.3f} "
+            f"{order[-1]} vs {order[0]}\n{measure} {treated['effect']:+.3f} "
             f"[{treated['effect_lower']:+.3f}, {treated['effect_upper']:+.3f}], "
             f"P(benefit) {treated['prob_benefit']:.2f}",
             fontsize=9,
