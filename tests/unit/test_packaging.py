@@ -143,3 +143,10 @@ def test_example_configs_are_valid() -> None:
         jsonschema.validate(config, schema)
         for spec in config["modalities"].values():
             assert (REPO / spec["path"]).is_file(), (name, spec["path"])
+
+
+def test_test_modules_have_unique_names() -> None:
+    # Test folders are not packages: pytest imports each module by its base name, so two
+    # test files with one name stop the whole run with "import file mismatch".
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -45,7 +45,13 @@ def csl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         spec["path"] = str(REPO / spec["path"])
     config["model"].update(FAST)
     path = save_config(
-        workdir, config, {"evaluate": {"n_bootstrap": 100}, "treatment": {"n_bootstrap": 20}}
+        workdir,
+        config,
+        {
+            "split": {"n_splits": 3},
+            "evaluate": {"n_bootstrap": 100},
+            "treatment": {"n_bootstrap": 20},
+        },
     )
     run_workflow(workdir, path, *TWIN_TARGETS)
     return workdir
