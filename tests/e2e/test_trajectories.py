@@ -65,7 +65,10 @@ def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The linear baseline on landmark rows; the control and modality-value runs are covered by
     # the survival and classification runs.
     config = _config(
-        workdir, "longitudinal.yaml", evaluate={"modality_value": False, "permuted_control": False}
+        workdir,
+        "longitudinal.yaml",
+        evaluate={"modality_value": False, "permuted_control": False},
+        treatment={"n_bootstrap": 20},
     )
     run_workflow(workdir, config)
     return workdir
