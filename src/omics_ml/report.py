@@ -226,7 +226,8 @@ def _twin_section(
             rows,
         ),
         "<p>The average predicted benefit's interval adds the spread over bootstrap refits of "
-        "the model to the subject bootstrap. The c-for-benefit (van Klaveren et al. 2018) pairs "
+        "the model to the subject bootstrap (the X-learner's, which has no refits, is the "
+        "subject bootstrap's alone and so narrower). The c-for-benefit (van Klaveren et al. 2018) pairs "
         "treated and control subjects by predicted benefit: 0.5 is chance. The policy 'treat if "
         "predicted benefit > 0' is valued by inverse-probability weighting "
         f"({html.escape(twin['policy_propensity'])}).</p>",

@@ -2,12 +2,15 @@
 
 The ``treatment`` config section names the raw input column that holds the arm
 (``modality:feature``, e.g. ``clinical:arm``) and the arms, the first being the reference
-(control). Two XGBoost meta-learners estimate individual effects:
+(control). Two XGBoost meta-learners predict each arm's trajectory:
 
 - **S-learner** (``s``): the pipeline itself, trained with the arm as one of its features; a
   patient's what-if prediction sets the arm column to each arm in turn;
 - **T-learner** (``t``): one pipeline per arm, each fitted on that arm's training subjects only,
   its own preprocessing included; arm ``a``'s prediction comes from arm ``a``'s pipeline.
+
+A third, the X-learner (``x``, :mod:`omics_ml.x_learner`), gives effects but no per-arm
+trajectories: it is evaluated out of fold, never served.
 
 :class:`TwinModel` holds the learner that serves what-if predictions (the first of
 ``treatment.learners``) plus an ensemble of boosters refitted on bootstrap resamples of the
@@ -51,6 +54,7 @@ from omics_ml.tasks import (
 
 __all__ = [
     "LEARNERS",
+    "SERVING_LEARNERS",
     "TWIN_FILE",
     "TreatmentSpec",
     "TwinModel",
@@ -65,8 +69,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Meta-learners: S (one model, arm as a feature) and T (one model per arm).
-LEARNERS = ("t", "s")
+#: Meta-learners: S (one model, arm as a feature), T (one model per arm) and X (effects
+#: learned from the T-learner's cross-arm imputations; evaluated only, see omics_ml.x_learner).
+LEARNERS = ("t", "s", "x")
+#: Learners that predict whole trajectories per arm, and so can serve what-if predictions.
+SERVING_LEARNERS = ("t", "s")
 TWIN_FILE = "twin.json"
 _FORMAT_VERSION = 1
 
@@ -108,7 +115,7 @@ class TreatmentSpec:
 
     column: str
     arms: tuple[str, str]
-    learners: tuple[str, ...] = LEARNERS
+    learners: tuple[str, ...] = SERVING_LEARNERS
     randomised: bool = True
     propensity: float | None = None
     horizon: float | None = None
@@ -128,6 +135,9 @@ class TreatmentSpec:
         unknown = [x for x in self.learners if x not in LEARNERS]
         if unknown or not self.learners:
             msg = f"treatment.learners {list(self.learners)}: choose from {list(LEARNERS)}."
+            raise ValueError(msg)
+        if self.learners[0] not in SERVING_LEARNERS:
+            msg = f"treatment.learners {list(self.learners)}: the first learner serves what-if predictions and must be one of {list(SERVING_LEARNERS)} (the X-learner gives effects, not trajectories); list x after it."
             raise ValueError(msg)
         if self.propensity is not None and not 0 < self.propensity < 1:
             msg = f"treatment.propensity must be in (0, 1), got {self.propensity}."
@@ -312,6 +322,9 @@ def fit_learner(
     Returns ``{"s": pipeline}`` (``s_pipeline`` if given, else fitted with the arm as a
     feature) or ``{arm: pipeline}`` for each arm (T-learner, each on its own arm's subjects).
     """
+    if learner not in SERVING_LEARNERS:
+        msg = f"learner {learner!r} has no per-arm pipelines; fit_learner fits {list(SERVING_LEARNERS)}."
+        raise ValueError(msg)
     codes = subject_arms(frame, spec).to_numpy()
     for k, arm in enumerate(spec.arms):
         if not (codes == k).any():

@@ -1,7 +1,7 @@
 """Out-of-fold evaluation of what-if predictions, and the final twin model.
 
-:func:`twin_fold` fits each meta-learner on one outer fold's training subjects and predicts its
-test subjects under both arms, with an out-of-fold propensity (the arm predicted from the
+:func:`twin_fold` fits each meta-learner on one outer fold's training subjects (the X-learner
+on the T-learner's imputations) and predicts its test subjects under both arms, with an out-of-fold propensity (the arm predicted from the
 baseline features, a randomisation and overlap check). :func:`evaluate_twin` pools the folds and
 measures, per learner, the average effect next to the trial's own Kaplan-Meier (or mean)
 contrast, calibration for benefit, the c-for-benefit and the value of treating by predicted
@@ -41,6 +41,7 @@ from omics_ml.pipeline import OmicsPipeline
 from omics_ml.tasks import head_from_json
 from omics_ml.train import _classes, _fold_sets, _subset, outcome_frame
 from omics_ml.twin import (
+    SERVING_LEARNERS,
     TWIN_FILE,
     TreatmentSpec,
     TwinModel,
@@ -51,6 +52,7 @@ from omics_ml.twin import (
     subject_arms,
     treatment_feature_mask,
 )
+from omics_ml.x_learner import fit_x_learner, observed_on_scale
 
 __all__ = [
     "ASSUMPTIONS",
@@ -136,6 +138,46 @@ def _propensity(
     )
 
 
+def _x_learner_effects(
+    s_pipeline: OmicsPipeline,
+    t_models: Mapping[str, OmicsPipeline],
+    *,
+    spec: TreatmentSpec,
+    scale: Mapping[str, Any],
+    train: tuple[pd.DataFrame, pd.DataFrame],
+    test: tuple[pd.DataFrame, pd.DataFrame],
+    nthread: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """X-learner effects of the test rows, fitted on the training rows.
+
+    The features are the S-learner's design columns without the arm's; the imputations use
+    the T-learner's per-arm predictions of the training rows (each arm's model predicts the
+    other arm's subjects out of sample).
+    """
+    keep = ~treatment_feature_mask(s_pipeline.feature_names, spec)
+    meta, features, outcome = s_pipeline.design(*train)
+    assert outcome is not None
+    t_twin = TwinModel(spec, "t", dict(t_models))
+    t_meta, predictions, _ = t_twin.arm_predictions(*train)
+    if not np.array_equal(t_meta["sample_id"], meta["sample_id"]):
+        msg = "the X-learner's training rows differ between the S- and T-learner designs."
+        raise RuntimeError(msg)
+    mu = tuple(predictions[arm][scale["column"]].to_numpy(np.float64) for arm in spec.arms)
+    observed, weight = observed_on_scale(outcome, scale)
+    model = fit_x_learner(
+        features[:, keep],
+        _row_arms(meta, train[0], spec),
+        observed,
+        weight,
+        (mu[0], mu[1]),
+        seed=seed,
+        nthread=nthread,
+    )
+    _, test_features, _ = s_pipeline.design(*test)
+    return model.effect(test_features[:, keep])
+
+
 def twin_fold(
     features: str | os.PathLike[str],
     splits: str | os.PathLike[str],
@@ -173,11 +215,17 @@ def twin_fold(
     table["arm"] = _row_arms(meta, test[0], spec)
     for name, values in outcome.columns().items():
         table[name] = values
+    seed = int(config.get("seed", 42))
     table["propensity_estimated"] = _propensity(
-        s_pipeline, spec, train, test, nthread=nthread, seed=int(config.get("seed", 42))
+        s_pipeline, spec, train, test, nthread=nthread, seed=seed
     )
-    column = outcome_scale(s_pipeline.head, spec)["column"]
-    for learner in spec.learners:
+    scale = outcome_scale(s_pipeline.head, spec)
+    column = scale["column"]
+    learners = [x for x in spec.learners if x in SERVING_LEARNERS]
+    if "x" in spec.learners and "t" not in learners:
+        learners.append("t")  # the X-learner imputes effects with the T-learner's models
+    t_models = None
+    for learner in learners:
         models = fit_learner(
             learner,
             *train,
@@ -194,6 +242,24 @@ def twin_fold(
             raise RuntimeError(msg)
         for k, arm in enumerate(spec.arms):
             table[f"{learner}_outcome_{k}"] = predictions[arm][column].to_numpy(np.float64)
+        if learner == "t":
+            t_models = models
+    if "x" in spec.learners:
+        assert t_models is not None
+        effect = _x_learner_effects(
+            s_pipeline,
+            t_models,
+            spec=spec,
+            scale=scale,
+            train=train,
+            test=test,
+            nthread=nthread,
+            seed=seed,
+        )
+        table["x_outcome_0"] = table["t_outcome_0"]
+        table["x_outcome_1"] = table["t_outcome_0"] + effect
+    if "t" not in spec.learners:
+        table = table.drop(columns=["t_outcome_0", "t_outcome_1"])
     with atomic_output(effects_out) as tmp:
         table.to_parquet(tmp, index=False)
     logger.info("fold %d: what-if predictions of %d rows", fold, len(table))
@@ -329,6 +395,9 @@ def _learner_metrics(
     heterogeneity = bool(np.isfinite(c["lower"]) and c["lower"] > 0.5)
     return {
         "metrics": with_ci,
+        "average_interval": "subject bootstrap and bootstrap refits"
+        if refit_effects is not None and len(refit_effects) > 1
+        else "subject bootstrap only (no refits)",
         "n_pairs": n_pairs,
         "calibration": calibration,
         "agrees_with_trial": agree,
@@ -695,6 +764,8 @@ def train_twin(
     twin = fit_twin(frame, outcomes, **common)
     refits = {spec.served: _refit_average_effects(twin, frame, outcomes)}
     for learner in spec.learners[1:]:
+        if learner not in SERVING_LEARNERS:
+            continue  # the X-learner has no bootstrap refits: its interval is the subject bootstrap's
         models = fit_learner(learner, frame, outcomes, **common)
         members = bootstrap_members(
             models,

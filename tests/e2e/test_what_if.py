@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 TWIN_TARGETS = ("results/evaluate/twin.json", "results/final/twin")
 FAST = {"n_estimators": 200, "early_stopping_rounds": 20}
-#: Spearman correlation the T-learner's out-of-fold predicted benefit must reach with the
+#: Spearman correlation the T- and X-learners' out-of-fold predicted benefit must reach with the
 #: simulated true benefit (risk difference by the horizon) when the effect is heterogeneous.
 MIN_BENEFIT_CORRELATION = 0.5
 
@@ -117,7 +117,7 @@ def _simulated_run(directory: Path, *, heterogeneity: float, effect: float, n: i
         directory,
         config,
         {
-            "treatment": {"n_bootstrap": 10},
+            "treatment": {"n_bootstrap": 10, "learners": ["t", "s", "x"]},
             "survival": {"horizons": [24.0]},
             "split": {"n_splits": 3},
             "model": {
@@ -142,9 +142,10 @@ def test_simulated_heterogeneous_effect_is_recovered(tmp_path: Path) -> None:
         for p in sorted((workdir / "results/twin").glob("fold_*/effects.parquet"))
     )
     table = effects.merge(truth.assign(true_benefit=true_benefit), on="subject_id")
-    predicted = table["t_outcome_0"] - table["t_outcome_1"]
-    rho = stats.spearmanr(predicted, table["true_benefit"])[0]
-    assert rho >= MIN_BENEFIT_CORRELATION, rho
+    for learner in ("t", "x"):
+        predicted = table[f"{learner}_outcome_0"] - table[f"{learner}_outcome_1"]
+        rho = stats.spearmanr(predicted, table["true_benefit"])[0]
+        assert rho >= MIN_BENEFIT_CORRELATION, (learner, rho)
     twin = read_json(workdir / "results/evaluate/twin.json")
     assert twin["heterogeneity_evidence"]
     assert twin["heterogeneity_statement"].startswith("Evidence")
