@@ -35,19 +35,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import xgboost as xgb
 from numpy.typing import NDArray
 
 from omics_ml.arms import arm_codes_of, canonical_arm
+from omics_ml.evaluate import subject_resample
 from omics_ml.io import atomic_output, read_json, write_json
 from omics_ml.pipeline import OmicsPipeline, fit_pipeline
+from omics_ml.split import survival_evaluation_times
 from omics_ml.tasks import (
     ClassificationHead,
     Outcome,
     RegressionHead,
     SurvivalHead,
     TaskHead,
-    evaluation_times,
     head_from_json,
     horizon_label,
 )
@@ -344,7 +346,9 @@ def fit_learner(
     if survival_times is None and config.get("task") == "survival":
         # Without them each arm's pipeline would set its own grid (and default horizons) from
         # its own subjects, and the arms' curves and risks would not be read at the same times.
-        common["survival_times"] = _shared_survival_times(outcomes[codes >= 0], config)
+        common["survival_times"] = _shared_survival_times(
+            frame[codes >= 0], outcomes[codes >= 0], config
+        )
     models = {}
     for k, arm in enumerate(spec.arms):
         rows = codes == k
@@ -356,30 +360,26 @@ def fit_learner(
 
 
 def _shared_survival_times(
-    outcomes: pd.DataFrame, config: Mapping[str, Any]
+    frame: pd.DataFrame, outcomes: pd.DataFrame, config: Mapping[str, Any]
 ) -> dict[str, list[float]]:
-    """Grid and horizons of the survival curves from the training subjects of both arms.
-
-    As :func:`omics_ml.split.survival_evaluation_times`: each subject's outcome once, counted
-    from every landmark it outlives.
-    """
-    rows = outcomes.drop_duplicates("subject_id") if "subject_id" in outcomes else outcomes
-    time = rows["time"].to_numpy(np.float64)
-    event = rows["event"].to_numpy(np.int8)
-    landmarks = [float(s) for s in (config.get("longitudinal") or {}).get("landmarks") or []]
-    if landmarks:
-        time, event = (
-            np.concatenate([time[time > s] - s for s in landmarks]),
-            np.concatenate([event[time > s] for s in landmarks]),
-        )
+    """Grid and horizons of the survival curves from the training rows of both arms
+    (:func:`omics_ml.split.survival_evaluation_times`, as the split step fixes them)."""
+    cohort = pl.DataFrame(
+        {
+            "sample_id": frame["sample_id"].astype(str).to_numpy(),
+            "subject_id": outcomes["subject_id"].astype(str).to_numpy(),
+            "time": outcomes["time"].to_numpy(np.float64),
+            "event": outcomes["event"].to_numpy(np.int8),
+        }
+    )
     survival = config.get("survival") or {}
-    grid, horizons = evaluation_times(
-        time,
-        event,
+    return survival_evaluation_times(
+        cohort,
+        cohort["sample_id"].to_list(),
+        landmarks=(config.get("longitudinal") or {}).get("landmarks"),
         horizons=survival.get("horizons"),
         n_points=int(survival.get("time_grid_points", 50)),
     )
-    return {"grid": grid, "horizons": horizons}
 
 
 @dataclass
@@ -640,8 +640,6 @@ def bootstrap_members(
 
 
 def _resample_rows(groups: NDArray[Any], rng: np.random.Generator) -> NDArray[np.int64]:
-    from omics_ml.evaluate import subject_resample  # noqa: PLC0415 - avoids a cycle at import
-
     return subject_resample(groups, rng)
 
 

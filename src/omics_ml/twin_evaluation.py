@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from omics_ml.benefit import (
 from omics_ml.integrate import raw_input_frame, read_features
 from omics_ml.io import atomic_output, read_json, save_figure, write_json
 from omics_ml.pipeline import OmicsPipeline
-from omics_ml.tasks import head_from_json
+from omics_ml.tasks import Outcome, head_from_json
 from omics_ml.train import _classes, _fold_sets, _subset, outcome_frame
 from omics_ml.twin import (
     SERVING_LEARNERS,
@@ -107,75 +107,66 @@ def _row_arms(meta: pd.DataFrame, frame: pd.DataFrame, spec: TreatmentSpec) -> N
     return by.reindex(meta["sample_id"].astype(str).to_numpy()).to_numpy(np.int64)
 
 
-def _propensity(
-    s_pipeline: OmicsPipeline,
-    spec: TreatmentSpec,
-    train: tuple[pd.DataFrame, pd.DataFrame],
-    test: tuple[pd.DataFrame, pd.DataFrame],
-    *,
-    nthread: int,
-    seed: int,
-) -> NDArray[np.float64]:
-    """P(treated | baseline features) of the test rows, fitted on the training rows.
+class _Design(NamedTuple):
+    """The S-learner's design rows of a frame: baseline features (the arm's columns left
+    out), outcome and the received arm of each row."""
 
-    The features are the S-learner's design columns without those of the treatment column.
-    """
+    meta: pd.DataFrame
+    features: NDArray[np.float32]
+    outcome: Outcome
+    arms: NDArray[np.int64]
+
+
+def _baseline_design(
+    s_pipeline: OmicsPipeline, spec: TreatmentSpec, frame: pd.DataFrame, outcomes: pd.DataFrame
+) -> _Design:
+    meta, features, outcome = s_pipeline.design(frame, outcomes)
+    assert outcome is not None
     keep = ~treatment_feature_mask(s_pipeline.feature_names, spec)
-    meta, features, _ = s_pipeline.design(*train)
-    arms = _row_arms(meta, train[0], spec)
-    rows = arms >= 0
-    test_meta, test_features, _ = s_pipeline.design(*test)
-    if not keep.any() or len(np.unique(arms[rows])) < 2:
-        return np.full(len(test_meta), np.nan)
-    data = xgb.DMatrix(features[rows][:, keep], label=arms[rows])
+    return _Design(meta, features[:, keep], outcome, _row_arms(meta, frame, spec))
+
+
+def _propensity(train: _Design, test: _Design, *, nthread: int, seed: int) -> NDArray[np.float64]:
+    """P(treated | baseline features) of the test rows, fitted on the training rows."""
+    rows = train.arms >= 0
+    if not train.features.shape[1] or len(np.unique(train.arms[rows])) < 2:
+        return np.full(len(test.meta), np.nan)
+    data = xgb.DMatrix(train.features[rows], label=train.arms[rows])
     booster = xgb.train(
         {**_PROPENSITY_PARAMS, "nthread": nthread, "seed": seed},
         data,
         num_boost_round=_PROPENSITY_ROUNDS,
     )
-    return booster.inplace_predict(test_features[:, keep], validate_features=False).astype(
-        np.float64
-    )
+    return booster.inplace_predict(test.features, validate_features=False).astype(np.float64)
 
 
 def _x_learner_effects(
-    s_pipeline: OmicsPipeline,
     t_models: Mapping[str, OmicsPipeline],
     *,
     spec: TreatmentSpec,
     scale: Mapping[str, Any],
-    train: tuple[pd.DataFrame, pd.DataFrame],
-    test: tuple[pd.DataFrame, pd.DataFrame],
+    train: _Design,
+    test: _Design,
+    train_inputs: tuple[pd.DataFrame, pd.DataFrame],
     nthread: int,
     seed: int,
 ) -> NDArray[np.float64]:
     """X-learner effects of the test rows, fitted on the training rows.
 
-    The features are the S-learner's design columns without the arm's; the imputations use
-    the T-learner's per-arm predictions of the training rows (each arm's model predicts the
-    other arm's subjects out of sample).
+    The features are the S-learner's baseline design columns; the imputations use the
+    T-learner's per-arm predictions of the training rows (``train_inputs``; each arm's model
+    predicts the other arm's subjects out of sample).
     """
-    keep = ~treatment_feature_mask(s_pipeline.feature_names, spec)
-    meta, features, outcome = s_pipeline.design(*train)
-    assert outcome is not None
-    t_twin = TwinModel(spec, "t", dict(t_models))
-    t_meta, predictions, _ = t_twin.arm_predictions(*train)
-    if not np.array_equal(t_meta["sample_id"], meta["sample_id"]):
+    t_meta, predictions, _ = TwinModel(spec, "t", dict(t_models)).arm_predictions(*train_inputs)
+    if not np.array_equal(t_meta["sample_id"], train.meta["sample_id"]):
         msg = "the X-learner's training rows differ between the S- and T-learner designs."
         raise RuntimeError(msg)
     mu = tuple(predictions[arm][scale["column"]].to_numpy(np.float64) for arm in spec.arms)
-    observed, weight = observed_on_scale(outcome, scale)
+    observed, weight = observed_on_scale(train.outcome, scale)
     model = fit_x_learner(
-        features[:, keep],
-        _row_arms(meta, train[0], spec),
-        observed,
-        weight,
-        (mu[0], mu[1]),
-        seed=seed,
-        nthread=nthread,
+        train.features, train.arms, observed, weight, (mu[0], mu[1]), seed=seed, nthread=nthread
     )
-    _, test_features, _ = s_pipeline.design(*test)
-    return model.effect(test_features[:, keep])
+    return model.effect(test.features)
 
 
 def twin_fold(
@@ -208,16 +199,17 @@ def twin_fold(
     train = (raw_input_frame(train_data, dtype=np.float32), outcome_frame(train_data))
     test = (raw_input_frame(test_data, dtype=np.float32), outcome_frame(test_data))
     s_pipeline = OmicsPipeline.load(s_model_dir)
-    meta, _, outcome = s_pipeline.design(*test)
-    assert outcome is not None
+    seed = int(config.get("seed", 42))
+    train_design = _baseline_design(s_pipeline, spec, *train)
+    test_design = _baseline_design(s_pipeline, spec, *test)
+    meta = test_design.meta
     table = meta.copy()
     table["fold"] = fold
-    table["arm"] = _row_arms(meta, test[0], spec)
-    for name, values in outcome.columns().items():
+    table["arm"] = test_design.arms
+    for name, values in test_design.outcome.columns().items():
         table[name] = values
-    seed = int(config.get("seed", 42))
     table["propensity_estimated"] = _propensity(
-        s_pipeline, spec, train, test, nthread=nthread, seed=seed
+        train_design, test_design, nthread=nthread, seed=seed
     )
     scale = outcome_scale(s_pipeline.head, spec)
     column = scale["column"]
@@ -247,12 +239,12 @@ def twin_fold(
     if "x" in spec.learners:
         assert t_models is not None
         effect = _x_learner_effects(
-            s_pipeline,
             t_models,
             spec=spec,
             scale=scale,
-            train=train,
-            test=test,
+            train=train_design,
+            test=test_design,
+            train_inputs=train,
             nthread=nthread,
             seed=seed,
         )
