@@ -687,8 +687,9 @@ def check_modality(name: str, spec: dict[str, Any], *, samples: pl.DataFrame) ->
 
 def _check_modality(
     name: str, spec: dict[str, Any], *, samples: pl.DataFrame
-) -> tuple[dict[str, Any], pl.Series]:
-    """Do the work of :func:`check_modality`; also return the matrix's sample ids."""
+) -> tuple[dict[str, Any], pl.Series, Matrix]:
+    """Do the work of :func:`check_modality`; also return the matrix's sample ids and the
+    matrix."""
     key = f"modalities.{name}"
     if not isinstance(spec, dict) or not spec.get("path"):
         msg = f"config: {key}.path is not set. Add the path of the modality's matrix."
@@ -753,14 +754,17 @@ def _check_modality(
         "value_max": float(finite.max()) if has_finite else None,
         "sha256": file_digest(path),
     }
-    return qc, ids
+    return qc, ids, matrix
 
 
-def check_treatment(config: dict[str, Any], cohort: pl.DataFrame) -> dict[str, Any] | None:
+def check_treatment(
+    config: dict[str, Any], cohort: pl.DataFrame, *, matrix: Matrix | None = None
+) -> dict[str, Any] | None:
     """Check the ``treatment`` section against its modality file; count subjects per arm.
 
     The arm column must be a feature of its modality's file, each arm must occur in at least
-    two subjects, and no subject may change arm between visits.
+    two subjects, and no subject may change arm between visits. ``matrix`` is the arm's
+    modality as already read (read from its file when not given).
 
     Returns
     -------
@@ -783,12 +787,13 @@ def check_treatment(config: dict[str, Any], cohort: pl.DataFrame) -> dict[str, A
         msg = f"config: treatment.column {column!r} names modality {modality!r}, which is not in modalities ({sorted(config.get('modalities') or {})}); use modality:feature of a configured modality."
         raise InputError(msg)
     path = Path(spec["path"])
-    matrix = read_matrix(
-        path,
-        orientation=spec.get("orientation") or "samples_in_rows",
-        id_column=spec.get("id_column") or "sample_id",
-        allow_text=wants_text(spec),
-    )
+    if matrix is None:
+        matrix = read_matrix(
+            path,
+            orientation=spec.get("orientation") or "samples_in_rows",
+            id_column=spec.get("id_column") or "sample_id",
+            allow_text=wants_text(spec),
+        )
     table = modality_frame(matrix)
     if feature not in table.columns:
         msg = f"config: treatment.column {column!r}: {path} has no feature {feature!r} (it has {_listed(list(table.columns))}). Name the column that holds each sample's arm."
@@ -888,9 +893,13 @@ def validate_inputs(
 
     modality_qc: dict[str, dict[str, Any]] = {}
     covered: list[pl.Series] = []
+    arm_modality = str((config.get("treatment") or {}).get("column", "")).partition(":")[0]
+    arm_matrix = None  # the arm's modality, kept to check the treatment without a second read
     for name, spec in modalities.items():
-        modality_qc[name], ids = _check_modality(name, spec, samples=cohort)
+        modality_qc[name], ids, matrix = _check_modality(name, spec, samples=cohort)
         covered.append(ids)
+        if name == arm_modality:
+            arm_matrix = matrix
     without = cohort["sample_id"].filter(~cohort["sample_id"].is_in(pl.concat(covered).implode()))
     if without.len():
         logger.warning(
@@ -899,7 +908,7 @@ def validate_inputs(
             _listed(without),
         )
 
-    treatment = check_treatment(config, cohort)
+    treatment = check_treatment(config, cohort, matrix=arm_matrix)
     if treatment is not None and treatment["n_subjects_other_or_missing"]:
         logger.warning(
             "%d subject(s) have no arm of treatment.arms in %s; the what-if evaluation leaves them out",
